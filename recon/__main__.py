@@ -1,0 +1,5 @@
+"""``python -m recon`` runs the command-line interface."""
+
+from recon.cli import main
+
+main()

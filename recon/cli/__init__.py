@@ -1,0 +1,5 @@
+"""Command-line interface: ``recon <command>``; each module registers its commands."""
+
+from recon.cli.app import app, main
+
+__all__ = ["app", "main"]
