@@ -1,0 +1,1 @@
+"""Throughput benchmarks of recon against its peers (SigPy, FINUFFT, BART, pygrappa)."""
