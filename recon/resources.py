@@ -1,7 +1,7 @@
-"""Locate files shipped with recon (CUDA kernels, scanner configs).
+"""Locate files shipped with recon (CUDA kernels, scanner configs, benchmark suites).
 
 In a wheel they live in ``recon/_data/``; in a source or editable install they
-are the top-level ``kernels/`` and ``scanner_configs/`` folders of the checkout.
+are the top-level ``kernels/``, ``scanner_configs/`` and ``benchmarks/`` folders of the checkout.
 """
 
 from pathlib import Path
@@ -27,6 +27,11 @@ def kernels_dir() -> Path:
 def scanner_configs_dir() -> Path:
     """Folder holding the scanner configurations ``*.toml``."""
     return _data_dir("scanner_configs")
+
+
+def benchmarks_dir() -> Path:
+    """Folder holding the benchmark suites (the ``benchmarks`` package)."""
+    return _data_dir("benchmarks")
 
 
 def kernel_source(name: str) -> str:

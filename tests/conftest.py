@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from recon.backend import gpu_available
+from recon.resources import benchmarks_dir
+
+# `benchmarks` is importable as installed with recon (wheel) or from the checkout (editable).
+sys.path.insert(0, str(benchmarks_dir().parent))
 
 
 def shared_data_dir() -> Path:
