@@ -1,6 +1,15 @@
 """Command-line interface: ``recon <command>``; each module registers its commands."""
 
-from recon.cli import bench  # noqa: F401
+from recon.cli import (  # noqa: F401  (importing a module registers its commands)
+    batch,
+    bench,
+    cartesian,
+    coils,
+    info,
+    noncart,
+    run,
+    serve,
+)
 from recon.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""Cartesian reconstruction: GRAPPA, CG-SENSE, partial Fourier, readout oversampling."""

@@ -1,0 +1,178 @@
+"""``recon grappa``, ``recon sense`` and ``recon pics``: Cartesian reconstructions of a file.
+
+Each command reads an ISMRMRD file (all slices and repetitions), prewhitens with the noise
+readouts, removes the readout oversampling and reconstructs (see
+:mod:`recon.cartesian.chain`). Parameters come from the command line, else from the
+``[grappa]``, ``[partial_fourier]`` and ``[pics]`` tables of ``--config`` (a scanner config
+TOML), else from the defaults.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from recon.cli.app import app, say
+from recon.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+FORMAT_HELP = "nifti (default), png, ismrmrd, dicom or cfl."
+
+
+def _section(config: Path | None, name: str) -> dict[str, Any]:
+    """The ``[name]`` table of a TOML config (empty without a config)."""
+    if config is None:
+        return {}
+    try:
+        with open(config, "rb") as handle:
+            table = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(f"{config}: cannot read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{config}: invalid TOML: {error}") from None
+    section = table.get(name, {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{config}: [{name}] must be a table")
+    return section
+
+
+def _pick(cli: Any, section: dict[str, Any], key: str, default: Any, where: Path | None) -> Any:
+    if cli is not None:
+        return cli
+    value = section.get(key, default)
+    if default is not None and not isinstance(value, type(default)):
+        if not (isinstance(default, float) and isinstance(value, int)):
+            raise ConfigError(f"{where}: {key} = {value!r} should be a {type(default).__name__}")
+    return value
+
+
+def parse_kernel(text: str) -> tuple[int, ...]:
+    """``"5x4"`` (readout x phase, Gadgetron's order) -> ``(4, 5)`` in array order."""
+    try:
+        sizes = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(
+            f"kernel {text!r}: use e.g. 5x4 (readout x phase [x partition])"
+        ) from None
+    if len(sizes) not in (2, 3) or min(sizes) < 1:
+        raise ConfigError(f"kernel {text!r}: two or three positive sizes, e.g. 5x4 or 5x4x2")
+    return sizes[::-1]
+
+
+def _load(path: Path):
+    from recon.io.ismrmrd import read_dataset
+    from recon.io.sort import sort_cartesian
+
+    raw = read_dataset(path)
+    return raw.header, sort_cartesian(raw)
+
+
+def _write(output: Path, image: np.ndarray, header: Any, data: Any, fmt: str, method: str):
+    """Export ``(*batch, nz, ny, nx)``; 2D multi-slice data are stacked along z."""
+    from recon.io.export import export, make_sidecar
+
+    volume = image.reshape(-1, *image.shape[-3:])
+    if len(data.geometry) > 1:
+        nslices = len(data.geometry)
+        volume = volume.reshape(nslices, -1, *image.shape[-2:]).transpose(1, 0, 2, 3)
+    geometry = data.stacked_geometry().with_shape(tuple(volume.shape[-3:]))
+    sidecar = make_sidecar(header, method=method, acceleration=data.acceleration)
+    return export(output, volume, geometry, format=fmt, header=header, sidecar=sidecar)
+
+
+@app.command()
+def grappa(
+    input: Path = typer.Argument(..., exists=True, dir_okay=False, help="ISMRMRD raw data."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image file."),
+    fmt: str = typer.Option("nifti", "--format", help=FORMAT_HELP),
+    kernel: str = typer.Option(None, "--kernel", help="Kernel readout x phase [x partition]."),
+    reg: float = typer.Option(None, "--reg", help="Tikhonov weight relative to ||A||^2/n."),
+    pf: str = typer.Option(None, "--pf", help="Partial Fourier: zero, homodyne or pocs."),
+    prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
+    config: Path = typer.Option(None, "--config", help="Scanner config TOML."),
+    gfactor: Path = typer.Option(None, "--gfactor", help="Also write the g-factor map here."),
+    combine: str = typer.Option(None, "--combine", help="Coil combination: rss or adaptive."),
+) -> None:
+    """GRAPPA (any R_y, R_y x R_z CAIPI) with embedded or separate calibration."""
+    from recon.cartesian.chain import grappa_chain, grappa_gfactor
+
+    g = _section(config, "grappa")
+    kern = _pick(kernel, g, "kernel", "5x4", config)
+    pf_method = _pick(pf, _section(config, "partial_fourier"), "method", "zero", config)
+    weight = _pick(reg, g, "reg", 5e-4, config)
+    how = _pick(combine, g, "combine", "rss", config)
+    header, data = _load(input)
+    ndim = 2 if data.shape[0] == 1 else 3
+    sizes = parse_kernel(kern)
+    if ndim == 3 and len(sizes) == 2:
+        sizes = (2 if data.acceleration[1] > 1 else 1, *sizes)
+    if ndim == 2 and len(sizes) == 3:
+        raise ConfigError(f"kernel {kern!r}: 2D data take readout x phase only")
+    image = grappa_chain(
+        data, kernel=sizes, reg=weight, pf_method=pf_method, whiten=prewhiten, combine=how
+    )
+    path = _write(output, image, header, data, fmt, f"GRAPPA R={data.acceleration}")
+    say(f"wrote {path} ({'x'.join(map(str, image.shape[-3:][::-1]))})")
+    if gfactor is not None:
+        g = grappa_gfactor(data, kernel=sizes, reg=weight, whiten=prewhiten)
+        gpath = _write(gfactor, g, header, data, fmt, "GRAPPA g-factor")
+        say(f"wrote {gpath}")
+
+
+@app.command()
+def sense(
+    input: Path = typer.Argument(..., exists=True, dir_okay=False, help="ISMRMRD raw data."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image file."),
+    fmt: str = typer.Option("nifti", "--format", help=FORMAT_HELP),
+    iterations: int = typer.Option(None, "--iterations", "-i", help="CG iterations (20)."),
+    lam: float = typer.Option(None, "--lambda", "-l", help="Tikhonov weight (0)."),
+    prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
+    config: Path = typer.Option(None, "--config", help="Scanner config TOML."),
+) -> None:
+    """CG-SENSE with coil maps from the calibration region."""
+    from recon.cartesian.chain import sense_chain
+
+    p = _section(config, "sense")
+    its = _pick(iterations, p, "iterations", 20, config)
+    weight = _pick(lam, p, "lambda", 0.0, config)
+    header, data = _load(input)
+    image = sense_chain(data, iterations=its, l2=weight, whiten=prewhiten)
+    path = _write(output, np.abs(image[..., 0, :, :, :]), header, data, fmt, "CG-SENSE")
+    say(f"wrote {path}")
+
+
+@app.command()
+def pics(
+    input: Path = typer.Argument(..., exists=True, dir_okay=False, help="ISMRMRD raw data."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image file."),
+    fmt: str = typer.Option("nifti", "--format", help=FORMAT_HELP),
+    regularizers: str = typer.Option(
+        None,
+        "-R",
+        "--regularizer",
+        help="e.g. l1-wavelet:0.005, tv:0.002, or both comma-separated.",
+    ),
+    iterations: int = typer.Option(None, "--iterations", "-i", help="Iterations (50)."),
+    solver: str = typer.Option(None, "--solver", help="auto, fista, pdhg or cg."),
+    prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
+    config: Path = typer.Option(None, "--config", help="Scanner config TOML."),
+) -> None:
+    """Regularised SENSE (L1-wavelet, TV, LLR) with BART-like data scaling."""
+    from recon.cartesian.chain import sense_chain
+
+    p = _section(config, "pics")
+    regs = _pick(regularizers, p, "regularizers", "l1-wavelet:0.005", config)
+    its = _pick(iterations, p, "iterations", 50, config)
+    how = _pick(solver, p, "solver", "auto", config)
+    header, data = _load(input)
+    image = sense_chain(data, regularizers=regs, iterations=its, solver=how, whiten=prewhiten)
+    path = _write(output, np.abs(image[..., 0, :, :, :]), header, data, fmt, f"pics {regs}")
+    say(f"wrote {path}")

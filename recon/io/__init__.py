@@ -1,0 +1,33 @@
+"""Reading ISMRMRD raw data and writing images.
+
+- :mod:`recon.io.ismrmrd`: :func:`read_dataset` (bulk header read, lazy samples)
+- :mod:`recon.io.sort`: :func:`sort_cartesian`, :func:`iter_cartesian`,
+  :func:`sort_noncartesian`, :func:`noise_samples`
+- :mod:`recon.io.export`: NIfTI + JSON sidecar, PNG, and the ``--format`` dispatcher
+- :mod:`recon.io.images`: ISMRMRD image files (write and read back)
+- :mod:`recon.io.dicom`: DICOM
+- :mod:`recon.io.cfl`: BART ``.cfl``/``.hdr``
+"""
+
+from recon.io.ismrmrd import RawData, read_dataset
+from recon.io.sort import (
+    CartesianData,
+    NoiseData,
+    NonCartesianData,
+    iter_cartesian,
+    noise_samples,
+    sort_cartesian,
+    sort_noncartesian,
+)
+
+__all__ = [
+    "CartesianData",
+    "NoiseData",
+    "NonCartesianData",
+    "RawData",
+    "iter_cartesian",
+    "noise_samples",
+    "read_dataset",
+    "sort_cartesian",
+    "sort_noncartesian",
+]

@@ -1,0 +1,1 @@
+"""Iterative reconstruction: operators, wavelets, TV, LLR, CG/FISTA/PDHG, pics front end."""

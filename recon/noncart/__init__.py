@@ -1,0 +1,2 @@
+"""Non-Cartesian reconstruction: NUFFT plans and backends, density compensation, Toeplitz
+embedding, gridding and CG-SENSE reconstructions."""

@@ -1,0 +1,648 @@
+"""The pipeline runner: plan from the header, reconstruct unit by unit, write outputs.
+
+:func:`plan_run` reads only the headers of an ISMRMRD file (no samples), decides the
+acquisition type (Cartesian 2D/3D, accelerated or not, non-Cartesian), takes the stage
+chain of the scanner config for it and checks that the chain is possible for these data
+(GRAPPA and Cartesian coil maps need calibration lines, ``noise.required`` needs noise
+readouts). A bad config or an impossible choice therefore fails before any work starts.
+
+:func:`reconstruct` then sorts and reconstructs one *unit* at a time (one slice of a 2D
+scan or one volume of a 3D scan, for each repetition / contrast / phase / set), so memory
+stays bounded by one unit's k-space. Calibrations are built once per slice and reused
+across repetitions (:class:`recon.pipeline.stages.Context`). Per-stage wall time and peak
+traced memory are recorded.
+
+:func:`run_file` does both and writes the images (NIfTI + JSON sidecar, PNG, ISMRMRD images
+with Meta, DICOM) through :mod:`recon.io.export` into a staging folder beside the output
+folder, moved into place only when complete; the sidecar, the Meta attributes, ``run.json``
+and ``config_used.toml`` record the exact configuration, so ``recon run IN --config
+OUT/config_used.toml`` reproduces the images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recon import __version__
+from recon.backend import Device, to_host
+from recon.errors import ConfigError, InputError
+from recon.geometry import Geometry, stack_slices
+from recon.io.flags import ReadoutKind
+from recon.io.ismrmrd import RawData, read_dataset
+from recon.io.sort import (
+    CALIBRATION_KINDS,
+    IMAGING_KINDS,
+    noise_samples,
+    sort_cartesian,
+    sort_noncartesian,
+)
+from recon.pipeline.config import (
+    ScannerConfig,
+    Selection,
+    header_facts,
+    load_config,
+    select_config,
+)
+from recon.pipeline.stages import Context, Stage, Unit, build_chain
+
+#: Counters that make one unit (besides the slice), outermost first.
+FRAME_AXES = ("contrast", "phase", "repetition", "set")
+
+#: Output formats of ``recon run`` (``--format``).
+FORMATS = ("nifti", "png", "ismrmrd", "dicom")
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class Plan:
+    """What will be run on a file, decided from its headers only."""
+
+    raw: RawData
+    config: ScannerConfig
+    selection: Selection
+    acquisition: str
+    chain: list[str]
+    device: Device
+    formats: list[str]
+    slices: list[int]
+    frames: list[tuple[int, ...]]
+    ncoils: int
+
+    @property
+    def family(self) -> str:
+        return "noncartesian" if self.acquisition == "noncartesian" else "cartesian"
+
+    @property
+    def nunits(self) -> int:
+        return len(self.slices) * len(self.frames)
+
+
+@dataclass
+class StageTiming:
+    """Accumulated cost of one stage over all units."""
+
+    seconds: float = 0.0
+    calls: int = 0
+    peak_bytes: int = 0
+
+
+@dataclass
+class Reconstruction:
+    """Images of a run in memory, with what it took to make them."""
+
+    images: np.ndarray  # (nframes, nz, ny, nx), float32 magnitude or complex64
+    geometry: Geometry
+    frames: list[tuple[int, ...]]
+    timings: dict[str, StageTiming]
+    calibrations: dict[str, int]
+    peak_memory_bytes: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """Summary of ``recon run`` (also written as ``run.json``)."""
+
+    input: str
+    output_dir: str
+    config: str
+    selection: dict[str, Any]
+    acquisition: str
+    chain: list[str]
+    device: str
+    outputs: list[str]
+    image_shape: list[int]
+    units: int
+    seconds: float
+    timings: dict[str, dict[str, float]]
+    calibrations: dict[str, int]
+    peak_memory_bytes: int
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------
+# planning
+
+
+def _accelerated(raw: RawData) -> bool:
+    ry, rz = raw.header.encoding.acceleration
+    return ry * rz > 1
+
+
+def _is_noncartesian(raw: RawData, rows: np.ndarray) -> bool:
+    """A stored trajectory, or a header naming a non-Cartesian trajectory."""
+    if (raw.head.trajectory_dimensions[rows] > 0).any():
+        return True
+    return raw.header.encoding.trajectory in ("radial", "spiral", "goldenangle")
+
+
+def acquisition_type(raw: RawData) -> str:
+    """One of :data:`recon.pipeline.config.ACQUISITIONS` for the file's first encoding."""
+    rows = raw.select(*IMAGING_KINDS, encoding=0)
+    if rows.size == 0:
+        raise InputError(f"{raw.path}: no imaging readouts")
+    if _is_noncartesian(raw, rows):
+        return "noncartesian"
+    dims = "3d" if raw.header.encoding.encoded_matrix[2] > 1 else "2d"
+    return f"cartesian_{dims}" + ("_accelerated" if _accelerated(raw) else "")
+
+
+def _check_possible(raw: RawData, config: ScannerConfig, acquisition: str, chain: list[str]):
+    where = f"{raw.path.name} with scanner config {config.name}"
+    calib = raw.select(*CALIBRATION_KINDS, encoding=0)
+    family = "noncartesian" if acquisition == "noncartesian" else "cartesian"
+    if "grappa" in chain and calib.size == 0:
+        raise ConfigError(
+            f"{where}: GRAPPA chosen (chain.{acquisition}) but the file has no calibration "
+            "data (no readouts flagged PARALLEL_CALIBRATION); choose a SENSE/pics chain "
+            "with --set or a config for these data"
+        )
+    if family == "cartesian" and "sensmaps" in chain and _accelerated(raw) and calib.size == 0:
+        raise ConfigError(
+            f"{where}: coil maps (chain.{acquisition}) need calibration lines and the "
+            "accelerated file has none"
+        )
+    if config["noise"]["required"] and raw.select(ReadoutKind.NOISE).size == 0:
+        raise ConfigError(f"{where}: noise.required is true and the file has no noise readouts")
+    if family == "noncartesian":
+        rows = raw.select(*IMAGING_KINDS, encoding=0)
+        if (raw.head.trajectory_dimensions[rows] == 0).any():
+            raise InputError(f"{raw.path}: non-Cartesian readouts without a stored trajectory")
+
+
+def plan_run(
+    raw: RawData,
+    *,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    device: str | None = None,
+    formats: Sequence[str] | None = None,
+) -> Plan:
+    """Choose the config and chain for ``raw`` and check they can run (headers only).
+
+    Parameters
+    ----------
+    raw : RawData
+        From :func:`recon.io.ismrmrd.read_dataset`.
+    config : str or Path, optional
+        Config name or TOML path; chosen from the header when None.
+    overrides : sequence of str
+        ``section.key=value`` settings (``--set``).
+    device : str, optional
+        ``auto``, ``cpu``, ``cuda``; the config's ``compute.device`` when None.
+    formats : sequence of str, optional
+        Output formats; the config's ``output.formats`` when None.
+
+    Raises
+    ------
+    ConfigError
+        Unknown config, invalid values, impossible chain for these data.
+    """
+    rows = raw.select(*IMAGING_KINDS, encoding=0)
+    if rows.size == 0:
+        raise InputError(f"{raw.path}: no imaging readouts")
+    ncoils = int(raw.head.active_channels[rows[0]])
+    if config is None:
+        selection = select_config(header_facts(raw.header, ncoils))
+        name: str | Path = selection.name
+    else:
+        selection = Selection(str(config), (), False)
+        name = config
+    cfg = load_config(name, overrides)
+    if formats is not None:
+        formats = [f.strip().lower() for f in formats if f.strip()]
+        for fmt in formats:
+            if fmt not in FORMATS:
+                raise ConfigError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+        cfg.values["output"]["formats"] = list(formats)
+    if device is not None:
+        cfg.values["compute"]["device"] = device
+    dev = Device(cfg["compute"]["device"])
+    acquisition = acquisition_type(raw)
+    chain = cfg.chain(acquisition)
+    _check_possible(raw, cfg, acquisition, chain)
+    slices = sorted(int(s) for s in np.unique(raw.head.slice[rows]))
+    counters = [np.unique(getattr(raw.head, axis)[rows]) for axis in FRAME_AXES]
+    frames = [
+        tuple(int(v) for v in combo)
+        for combo in np.array(np.meshgrid(*counters, indexing="ij")).reshape(len(FRAME_AXES), -1).T
+    ]
+    return Plan(
+        raw=raw,
+        config=cfg,
+        selection=selection,
+        acquisition=acquisition,
+        chain=chain,
+        device=dev,
+        formats=list(cfg["output"]["formats"]),
+        slices=slices,
+        frames=frames,
+        ncoils=ncoils,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# units
+
+
+def _cartesian_units(plan: Plan, slice_value: int, repetition: int):
+    raw = plan.raw
+    part = sort_cartesian(
+        raw,
+        slices=[slice_value],
+        repetitions=[repetition],
+        remove_oversampling=True,
+        with_noise=False,
+    )
+    dev = plan.device
+    batch_shape = part.kspace.shape[: len(part.axes)]
+    for index in np.ndindex(*batch_shape):
+        key = {axis: int(part.counters[axis][i]) for axis, i in zip(part.axes, index, strict=True)}
+        calib = calib_mask = None
+        if part.calib is not None:
+            calib_mask = part.calib_mask[index]
+            if calib_mask.any():
+                calib = dev.to(part.calib[index])
+        sampled = part.mask[index].copy()
+        if calib is not None:
+            sz, sy = part.calib_region
+            sampled[sz, sy] |= calib_mask
+        yield (
+            Unit(
+                key=key,
+                family="cartesian",
+                shape=tuple(part.shape),
+                data=dev.to(part.kspace[index]),
+                acceleration=part.acceleration,
+                dwell_time_us=part.dwell_time_us,
+                sampled=sampled,
+                lattice=part.mask[index],
+                calib=calib,
+                calib_region=part.calib_region if calib is not None else None,
+            ),
+            part.geometry[0],
+        )
+
+
+def _noncartesian_units(plan: Plan, slice_value: int, repetition: int):
+    part = sort_noncartesian(
+        plan.raw, slices=[slice_value], repetitions=[repetition], with_noise=False
+    )
+    dev = plan.device
+    batch_shape = part.samples.shape[: len(part.axes)]
+    for index in np.ndindex(*batch_shape):
+        key = {axis: int(part.counters[axis][i]) for axis, i in zip(part.axes, index, strict=True)}
+        yield (
+            Unit(
+                key=key,
+                family="noncartesian",
+                shape=tuple(part.image_shape),
+                data=dev.to(part.samples[index]),
+                dwell_time_us=part.dwell_time_us,
+                coord=dev.to(part.coord[index]),
+            ),
+            part.geometry[0],
+        )
+
+
+def _crop(image: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    index = tuple(
+        slice(n // 2 - m // 2, n // 2 - m // 2 + m) if m < n else slice(None)
+        for n, m in zip(image.shape[-3:], shape, strict=True)
+    )
+    return image[(..., *index)]
+
+
+# --------------------------------------------------------------------------------------
+# reconstruction
+
+
+def _noise_bandwidth(raw: RawData, config: ScannerConfig) -> float:
+    value = raw.header.relative_noise_bandwidth
+    if value is None:
+        value = raw.header.user_parameters.get("relativeReceiverNoiseBandwidth")
+    return float(value) if value else float(config["scanner"]["noise_bandwidth"])
+
+
+def reconstruct(
+    plan: Plan,
+    *,
+    progress: ProgressCallback | None = None,
+    measure_memory: bool = True,
+) -> Reconstruction:
+    """Run the plan's chain on every unit; images and geometry in memory.
+
+    Parameters
+    ----------
+    plan : Plan
+        From :func:`plan_run`.
+    progress : callable, optional
+        ``progress(description, done, total)`` after every unit.
+    measure_memory : bool
+        Trace Python/NumPy allocations (peak per stage and overall).
+    """
+    raw, cfg = plan.raw, plan.config
+    stages: list[Stage] = build_chain(plan.chain)
+    ctx = Context(
+        config=cfg,
+        device=plan.device,
+        noise=noise_samples(raw) if "prewhiten" in plan.chain else None,
+        noise_bandwidth=_noise_bandwidth(raw, cfg),
+        source=raw.path.name,
+    )
+    timings = {name: StageTiming() for name in ["sort", *plan.chain]}
+    tracing = measure_memory and not tracemalloc.is_tracing()
+    if tracing:
+        tracemalloc.start()
+    frame_index = {frame: i for i, frame in enumerate(plan.frames)}
+    units = _noncartesian_units if plan.family == "noncartesian" else _cartesian_units
+    recon_matrix = raw.header.encoding.recon_matrix
+    crop = cfg["output"]["crop_to_recon_matrix"] and plan.family == "cartesian"
+    keep_complex = cfg["output"]["dtype"] == "complex64"
+    images: np.ndarray | None = None
+    geometries: dict[int, Geometry] = {}
+    repetitions = sorted({frame[FRAME_AXES.index("repetition")] for frame in plan.frames})
+    start = time.perf_counter()
+    done, total = 0, plan.nunits
+    overall_peak = 0
+    try:
+        with plan.device.use():
+            for s_index, slice_value in enumerate(plan.slices):
+                for repetition in repetitions:
+                    t0 = time.perf_counter()
+                    if tracing:
+                        tracemalloc.reset_peak()
+                    iterator = units(plan, slice_value, repetition)
+                    while True:
+                        try:
+                            unit, geometry = next(iterator)
+                        except StopIteration:
+                            break
+                        _account(timings["sort"], t0, tracing)
+                        for stage in stages:
+                            t1 = time.perf_counter()
+                            if tracing:
+                                tracemalloc.reset_peak()
+                            stage(unit, ctx)
+                            _account(timings[stage.name], t1, tracing)
+                        image = to_host(unit.image)
+                        image = image if keep_complex else np.abs(image).astype(np.float32)
+                        if crop:
+                            rx, ry, rz = recon_matrix
+                            image = _crop(image, (min(rz, image.shape[0]), ry, rx))
+                        if images is None:
+                            nz = image.shape[0]
+                            images = np.zeros(
+                                (len(plan.frames), len(plan.slices) * nz, *image.shape[1:]),
+                                dtype=image.dtype,
+                            )
+                        nz = image.shape[0]
+                        frame = tuple(unit.key.get(axis, 0) for axis in FRAME_AXES)
+                        f = frame_index[frame]
+                        images[f, s_index * nz : (s_index + 1) * nz] = image
+                        geometries.setdefault(s_index, geometry.with_shape(image.shape))
+                        done += 1
+                        if progress is not None:
+                            progress(f"slice {slice_value} repetition {repetition}", done, total)
+                        t0 = time.perf_counter()
+                        if tracing:
+                            tracemalloc.reset_peak()
+        if tracing:
+            overall_peak = max(t.peak_bytes for t in timings.values())
+    finally:
+        if tracing:
+            tracemalloc.stop()
+    if images is None:
+        raise InputError(f"{raw.path}: nothing to reconstruct")
+    ordered = [geometries[i] for i in range(len(plan.slices))]
+    geometry = ordered[0] if len(ordered) == 1 else stack_slices(ordered)
+    geometry = geometry.with_shape(tuple(images.shape[-3:]))
+    return Reconstruction(
+        images=images,
+        geometry=geometry,
+        frames=plan.frames,
+        timings=timings,
+        calibrations=dict(ctx.counts),
+        peak_memory_bytes=overall_peak,
+        seconds=time.perf_counter() - start,
+        notes=list(ctx.notes),
+    )
+
+
+def _account(timing: Any, t0: float, tracing: bool) -> None:
+    timing.seconds += time.perf_counter() - t0
+    timing.calls += 1
+    if tracing:
+        timing.peak_bytes = max(timing.peak_bytes, tracemalloc.get_traced_memory()[1])
+
+
+# --------------------------------------------------------------------------------------
+# outputs
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def provenance(plan: Plan, recon: Reconstruction) -> dict[str, Any]:
+    """Everything needed to reproduce the images: input, config values, software, costs."""
+    import scipy
+
+    return {
+        "input": {"path": str(plan.raw.path), "sha256": _sha256(plan.raw.path)},
+        "config": plan.config.provenance(),
+        "selection": {
+            "automatic": plan.selection.automatic,
+            "matched": list(plan.selection.matched),
+        },
+        "acquisition": plan.acquisition,
+        "chain": plan.chain,
+        "device": str(plan.device),
+        "software": {
+            "recon": __version__,
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+        },
+        "timings": {k: asdict(v) for k, v in recon.timings.items()},
+        "calibrations": recon.calibrations,
+        "peak_memory_bytes": recon.peak_memory_bytes,
+        "seconds": recon.seconds,
+    }
+
+
+def _frame_indices(plan: Plan) -> dict[str, list[int]]:
+    indices = {}
+    for i, axis in enumerate(FRAME_AXES):
+        values = [frame[i] for frame in plan.frames]
+        if len(set(values)) > 1:
+            indices[axis] = values
+    return indices
+
+
+def write_outputs(
+    plan: Plan, recon: Reconstruction, folder: Path, stem: str, extra: dict[str, Any]
+) -> list[Path]:
+    """Write every requested format into ``folder`` (which must exist)."""
+    from recon.io.dicom import write_dicom
+    from recon.io.export import export_nifti, make_sidecar, write_json, write_png
+    from recon.io.images import write_ismrmrd_images
+
+    header = plan.raw.header
+    images = recon.images
+    magnitude = not np.iscomplexobj(images)
+    method = f"{plan.acquisition}: {' > '.join(plan.chain)} (scanner config {plan.config.name})"
+    sidecar = make_sidecar(header, method=method, parameters=plan.config.as_dict())
+    sidecar["ReconProvenance"] = extra
+    outputs = []
+    for fmt in plan.formats:
+        if fmt == "nifti":
+            outputs.append(
+                export_nifti(folder / stem, images, recon.geometry, sidecar, magnitude=magnitude)
+            )
+            outputs.append(folder / f"{stem}.json")
+        elif fmt == "png":
+            outputs.append(write_png(folder / f"{stem}.png", np.abs(images[0])))
+        elif fmt == "ismrmrd":
+            meta = {
+                "ReconConfig": plan.config.name,
+                "ReconConfigSHA256": plan.config.sha256,
+                "ReconOverrides": " ".join(plan.config.overrides) or "none",
+                "ReconChain": " > ".join(plan.chain),
+                "ReconProvenance": json.dumps(extra, default=str),
+            }
+            outputs.append(
+                write_ismrmrd_images(
+                    folder / f"{stem}_images.h5",
+                    images,
+                    recon.geometry,
+                    header=header,
+                    complex_values=not magnitude,
+                    indices=_frame_indices(plan),
+                    as_volume=plan.acquisition.startswith("cartesian_3d"),
+                    meta=meta,
+                )
+            )
+        elif fmt == "dicom":
+            outputs.append(
+                write_dicom(folder / f"{stem}_dicom", np.abs(images), recon.geometry, header=header)
+            )
+    config_path = folder / "config_used.toml"
+    config_path.write_text(plan.config.to_toml())
+    outputs.append(config_path)
+    write_json(folder / "provenance.json", extra)
+    outputs.append(folder / "provenance.json")
+    return outputs
+
+
+def _move_into(staging: Path, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in sorted(staging.iterdir()):
+        target = out_dir / item.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(item, target)
+    staging.rmdir()
+
+
+def run_file(
+    in_path: str | Path,
+    out_dir: str | Path,
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    device: str | None = None,
+    formats: Sequence[str] | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    measure_memory: bool = True,
+) -> RunResult:
+    """Reconstruct an ISMRMRD file with the pipeline and write the images.
+
+    Parameters
+    ----------
+    in_path : str or Path
+        ISMRMRD raw data.
+    out_dir : str or Path
+        Output folder (created; existing files of the same names are replaced).
+    config : str or Path, optional
+        Scanner config name or TOML path; chosen from the header when None.
+    overrides : sequence of str
+        ``section.key=value`` (``--set``).
+    device : str, optional
+        ``auto``, ``cpu``, ``cuda`` (default: the config's ``compute.device``).
+    formats : sequence of str, optional
+        Subset of :data:`FORMATS` (default: the config's ``output.formats``).
+    progress : callable, optional
+        ``progress(description, done, total)`` after every unit.
+    measure_memory : bool
+        Trace peak memory per stage.
+
+    Returns
+    -------
+    RunResult
+        Also written as ``run.json`` into ``out_dir``.
+
+    Raises
+    ------
+    ConfigError, InputError, DeviceError
+        Before anything is written when the config or the file is unusable.
+    """
+    in_path, out_dir = Path(in_path), Path(out_dir)
+    raw = read_dataset(in_path)
+    plan = plan_run(raw, config=config, overrides=overrides, device=device, formats=formats)
+    recon = reconstruct(plan, progress=progress, measure_memory=measure_memory)
+    extra = provenance(plan, recon)
+    stem = in_path.name[: -len(".h5")] if in_path.name.endswith(".h5") else in_path.stem
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        written = write_outputs(plan, recon, staging, stem, extra)
+        result = RunResult(
+            input=str(in_path),
+            output_dir=str(out_dir),
+            config=plan.config.name,
+            selection={
+                "automatic": plan.selection.automatic,
+                "matched": list(plan.selection.matched),
+            },
+            acquisition=plan.acquisition,
+            chain=plan.chain,
+            device=str(plan.device),
+            outputs=[str(out_dir / p.name) for p in written] + [str(out_dir / "run.json")],
+            image_shape=list(recon.images.shape),
+            units=plan.nunits,
+            seconds=recon.seconds,
+            timings={k: asdict(v) for k, v in recon.timings.items()},
+            calibrations=recon.calibrations,
+            peak_memory_bytes=recon.peak_memory_bytes,
+            notes=recon.notes,
+        )
+        (staging / "run.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        _move_into(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return result

@@ -1,0 +1,166 @@
+"""Pluggable per-unit reconstruction for the MRD server.
+
+The server calls a :class:`Reconstruction` once per complete unit (see
+:mod:`recon.server.buffering`). A reconstruction is built once per connection by a
+:data:`ReconstructionFactory` from the session's scanner config and XML header, so
+per-session state can live in it. Two are provided (:data:`FACTORIES`):
+
+- ``pipeline`` (default), :class:`PipelineReconstruction`: the scanner config's stage chain
+  through :mod:`recon.pipeline`, unit by unit, giving the images ``recon run`` gives;
+- ``fft``, :class:`CartesianFFT`: a unit sorted into k-space as offline
+  (:mod:`recon.io.sort`), transformed with :func:`recon.backend.ifftc`, combined with
+  :func:`recon.backend.rss` and cropped to the recon matrix: no prewhitening, no parallel
+  imaging, for quick previews and as a transport reference.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from recon.backend import Device, ifftc, rss, to_host
+from recon.errors import InputError
+from recon.io.header import Header
+from recon.io.ismrmrd import raw_from_acquisitions
+from recon.io.sort import sort_cartesian
+from recon.pipeline import plan_run, reconstruct
+from recon.pipeline.config import ScannerConfig
+from recon.server.buffering import UNIT_AXES, ReconUnit
+
+
+class Reconstruction(Protocol):
+    """Reconstruct one complete unit.
+
+    ``name`` goes into the images' ImageComments. Calling it returns the image of the unit,
+    shape ``(nz, ny, nx)`` (``nz = 1`` for a 2D slice), real magnitude or complex.
+    """
+
+    name: str
+
+    def __call__(self, unit: ReconUnit) -> np.ndarray: ...
+
+
+ReconstructionFactory = Callable[[ScannerConfig, Header, Device], Reconstruction]
+"""``factory(config, header, device) -> Reconstruction``, once per connection."""
+
+
+def _crop_center(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Central ``shape`` of the last ``len(shape)`` axes, centre index ``n // 2`` kept."""
+    index = tuple(
+        slice(n // 2 - m // 2, n // 2 - m // 2 + m) if m < n else slice(None)
+        for n, m in zip(image.shape[-len(shape) :], shape, strict=True)
+    )
+    return image[(..., *index)]
+
+
+class CartesianFFT:
+    """Zero-filled Cartesian FFT + root-sum-of-squares reconstruction of one unit.
+
+    The unit's readouts are sorted exactly as offline (:func:`recon.io.sort.sort_cartesian`:
+    k-space centre from the header's encoding limits, ``center_sample`` and discarded
+    samples, reversed readouts, averages, readout oversampling removed), transformed with
+    :func:`recon.backend.ifftc` over ``(z, y, x)``, combined with :func:`recon.backend.rss`
+    and cropped to the recon matrix. Unsampled lines stay zero (no parallel imaging).
+
+    Parameters
+    ----------
+    header : Header
+        The session's XML header.
+    device : Device
+        Where the FFT runs.
+    """
+
+    name = "cartesian zero-filled FFT, root-sum-of-squares coil combination"
+
+    def __init__(self, header: Header, device: Device) -> None:
+        if header.encoding.trajectory != "cartesian":
+            raise InputError(
+                f"trajectory {header.encoding.trajectory!r} needs the pipeline; "
+                "the built-in reconstruction is Cartesian only"
+            )
+        self.header = header
+        self.device = device
+
+    def kspace(self, unit: ReconUnit) -> np.ndarray:
+        """The unit's k-space, complex64 ``(ncoils, nz, ny, nx)``, readout oversampling removed."""
+        raw = raw_from_acquisitions(self.header, unit.calibration + unit.acquisitions)
+        data = sort_cartesian(raw, remove_oversampling=True, with_noise=False)
+        index = tuple(
+            int(np.searchsorted(data.counters[axis], value))
+            for axis, value in zip(UNIT_AXES, unit.key, strict=True)
+        )
+        return data.kspace[index]
+
+    def __call__(self, unit: ReconUnit) -> np.ndarray:
+        """Magnitude image, float32 ``(nz, ny, nx)`` on the recon matrix."""
+        kspace = self.device.to(self.kspace(unit))
+        with self.device.use():
+            image = rss(ifftc(kspace, axes=(-3, -2, -1)), axis=0)
+            rx, ry, rz = self.header.encoding.recon_matrix
+            image = _crop_center(image, (rz, ry, rx))
+            return to_host(image).astype(np.float32, copy=False)
+
+
+class PipelineReconstruction:
+    """Reconstruct each unit with the scanner config's stage chain, as ``recon run`` does.
+
+    Every unit becomes an in-memory dataset (:func:`recon.io.ismrmrd.raw_from_acquisitions`)
+    holding the session's noise readouts, the unit's calibration and imaging readouts, and
+    goes through :func:`recon.pipeline.plan_run` and :func:`recon.pipeline.reconstruct`:
+    same acquisition type, chain, prewhitening (noise scaled by dwell time and bandwidth),
+    calibration and cropping as offline, so a slice streamed alone gives the image the
+    offline run gives for it.
+
+    Parameters
+    ----------
+    config : ScannerConfig
+        The session's config (a shipped one, or one sent as CONFIG_TEXT).
+    header : Header
+        The session's XML header.
+    device : Device
+        The device of the server's queue.
+    """
+
+    def __init__(self, config: ScannerConfig, header: Header, device: Device) -> None:
+        self.config = config
+        self.header = header
+        self.device = device
+        self.name = f"recon pipeline, scanner config {config.name}"
+        self._folder = None
+        if config.path is None:
+            # plan_run loads configs by name or path: keep the text config in a file that
+            # lives as long as this object.
+            self._folder = tempfile.TemporaryDirectory(prefix="recon-serve-config-")
+            self.source: str | Path = Path(self._folder.name) / f"{config.name}.toml"
+            self.source.write_text(config.to_toml())
+        else:
+            self.source = config.path
+
+    def __call__(self, unit: ReconUnit) -> np.ndarray:
+        """Magnitude (or complex, per ``output.dtype``) image ``(nz, ny, nx)`` of the unit."""
+        raw = raw_from_acquisitions(self.header, unit.noise + unit.calibration + unit.acquisitions)
+        plan = plan_run(raw, config=self.source, device=str(self.device))
+        self.name = f"recon pipeline, scanner config {self.config.name}: {' > '.join(plan.chain)}"
+        result = reconstruct(plan, measure_memory=False)
+        return result.images[0]
+
+
+def pipeline_factory(config: ScannerConfig, header: Header, device: Device) -> Reconstruction:
+    """The scanner config's pipeline (:class:`PipelineReconstruction`): the default."""
+    return PipelineReconstruction(config, header, device)
+
+
+def cartesian_factory(config: ScannerConfig, header: Header, device: Device) -> Reconstruction:
+    """The built-in :class:`CartesianFFT` for any config (the session's header decides)."""
+    return CartesianFFT(header, device)
+
+
+FACTORIES: dict[str, ReconstructionFactory] = {
+    "pipeline": pipeline_factory,
+    "fft": cartesian_factory,
+}
+"""Reconstructions ``recon serve --recon NAME`` can use."""

@@ -1,0 +1,65 @@
+"""Exact nonuniform DFTs (float64) and random test data for the NUFFT and emulator tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dft_matrix(coord: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``E[j, r] = exp(-i 2 pi k_j . r / N) / sqrt(prod N)``, r centred, complex128.
+
+    ``coord`` has shape ``(npts, ndim)`` in grid units; the columns follow the C order of an
+    image of ``shape``.
+    """
+    grids = np.meshgrid(*[np.arange(n) - n // 2 for n in shape], indexing="ij")
+    r = np.stack([g.ravel() for g in grids], axis=-1).astype(np.float64)
+    phase = (np.asarray(coord, dtype=np.float64) / np.asarray(shape, dtype=np.float64)) @ r.T
+    return np.exp(-2j * np.pi * phase) / np.sqrt(np.prod(shape))
+
+
+def nudft(image: np.ndarray, coord: np.ndarray) -> np.ndarray:
+    """Exact forward transform of ``(batch, *shape)`` images at ``coord`` (npts, ndim)."""
+    shape = image.shape[1:]
+    flat = image.reshape(image.shape[0], -1).astype(np.complex128)
+    return flat @ dft_matrix(coord, shape).T
+
+
+def nudft_adjoint(samples: np.ndarray, coord: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Exact adjoint transform of ``(batch, npts)`` samples onto ``(batch, *shape)``."""
+    out = samples.astype(np.complex128) @ dft_matrix(coord, shape).conj()
+    return out.reshape(samples.shape[0], *shape)
+
+
+def random_complex(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard complex Gaussian array, complex64."""
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+
+
+def random_coord(rng: np.random.Generator, npts: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Uniform random coordinates in [-N/2, N/2) per axis, shape ``(npts, ndim)``."""
+    return (rng.random((npts, len(shape))) - 0.5) * np.asarray(shape, dtype=np.float64)
+
+
+def relative_error(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """``||x - r|| / ||r||`` in float64."""
+    x = np.asarray(estimate, dtype=np.complex128)
+    r = np.asarray(reference, dtype=np.complex128)
+    return float(np.linalg.norm(x - r) / np.linalg.norm(r))
+
+
+def golden_radial(nspokes: int, nsamples: int, n: int) -> np.ndarray:
+    """Golden-angle (111.25 deg) radial spokes through the centre, shape (nspokes, nsamples, 2),
+    grid units of an n x n image (the readout spans [-n/2, n/2))."""
+    angle = np.arange(nspokes) * np.deg2rad(111.246117975)
+    r = (np.arange(nsamples) - nsamples / 2) * n / nsamples
+    return np.stack([np.outer(np.sin(angle), r), np.outer(np.cos(angle), r)], -1).astype(np.float32)
+
+
+def spiral(ninterleaves: int, nsamples: int, n: int, turns: float, alpha: float = 1.0):
+    """Spiral-out interleaves ``k = (n/2) s^alpha exp(i 2 pi turns s)``, s in [0, 1), rotated
+    evenly; alpha > 1 samples the centre densely (variable density). Shape
+    (ninterleaves, nsamples, 2), grid units."""
+    s = np.arange(nsamples) / nsamples
+    arm = (n / 2) * s**alpha * np.exp(2j * np.pi * turns * s)
+    k = arm[None] * np.exp(2j * np.pi * np.arange(ninterleaves) / ninterleaves)[:, None]
+    return np.stack([k.imag, k.real], -1).astype(np.float32)
