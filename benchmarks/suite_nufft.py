@@ -39,38 +39,9 @@ from recon.metrics import nrmse, scaled_nrmse
 from recon.noncart.nudft import nudft_adjoint, nudft_forward
 from recon.noncart.nufft import NufftPlan
 from recon.noncart.reconstruct import NoncartSense
+from recon.noncart.trajectory import radial, radial_3d, stack_of_stars
 
 SUITE = "nufft"
-GOLDEN = np.deg2rad(111.246117975)
-
-
-def radial_2d(nspokes: int, nsamples: int, n: int) -> np.ndarray:
-    """Golden-angle spokes ``(nspokes, nsamples, 2)`` spanning [-n/2, n/2)."""
-    angle = np.arange(nspokes) * GOLDEN
-    r = (np.arange(nsamples) - nsamples / 2) * n / nsamples
-    return np.stack([np.outer(np.sin(angle), r), np.outer(np.cos(angle), r)], -1).astype(np.float32)
-
-
-def stack_of_stars(nz: int, nspokes: int, nsamples: int, n: int) -> np.ndarray:
-    """``(nz, nspokes, nsamples, 3)``: Cartesian kz partitions of golden-angle spokes."""
-    spokes = radial_2d(nspokes, nsamples, n)
-    kz = (np.arange(nz) - nz // 2).astype(np.float32)
-    return np.concatenate(
-        [np.broadcast_to(kz[:, None, None, None], (nz, nspokes, nsamples, 1)),
-         np.broadcast_to(spokes, (nz, nspokes, nsamples, 2))], axis=-1,
-    )  # fmt: skip
-
-
-def radial_3d(nspokes: int, nsamples: int, n: int) -> np.ndarray:
-    """``(nspokes, nsamples, 3)`` full-diameter spokes along a golden-means spiral on the sphere."""
-    i = np.arange(nspokes) + 0.5
-    polar = np.arccos(1 - i / nspokes)  # upper hemisphere, spokes through the centre
-    azimuth = np.pi * (1 + 5**0.5) * i
-    d = np.stack(
-        [np.cos(polar), np.sin(polar) * np.sin(azimuth), np.sin(polar) * np.cos(azimuth)], -1
-    )
-    r = (np.arange(nsamples) - nsamples / 2) * n / nsamples
-    return (d[:, None, :] * r[None, :, None]).astype(np.float32)
 
 
 class _Case:
@@ -121,19 +92,23 @@ def _sigpy(case: _Case, kind: int):
     return lambda: sigpy.nufft_adjoint(case.samples, case.coord, (case.ncoils, *case.shape))
 
 
-def _paired(fns: dict, repeats: int) -> dict:
+def _paired(fns: dict, repeats: int) -> tuple[dict, dict]:
     """Time the callables in alternation (a, b, c, a, b, c, ...) after one warm-up each.
 
     Interleaving keeps a slow phase of a shared machine from landing on one peer only. Peak
     memory is one extra traced call each (as :func:`benchmarks.harness.measure` does).
+    Returns the measurements (wall time) and the median CPU time of this process per call,
+    which shows the work done when other jobs compete for the cores.
     """
     results = {name: fn() for name, fn in fns.items()}
     times: dict = {name: [] for name in fns}
+    cpu: dict = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             results[name] = fn()
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     out = {}
     for name, fn in fns.items():
         tracemalloc.start()
@@ -143,14 +118,14 @@ def _paired(fns: dict, repeats: int) -> dict:
         finally:
             tracemalloc.stop()
         out[name] = Measurement(statistics.median(times[name]), times[name], peak, results[name])
-    return out
+    return out, {name: statistics.median(values) for name, values in cpu.items()}
 
 
 def _nufft_rows(case: _Case, eps_list, repeats: int, notes: str) -> list[Row]:
     rows = []
     points = case.npts * case.ncoils
     for kind in (2, 1):
-        sigpy_m = None
+        sigpy_m = sigpy_cpu = None
         for eps in eps_list:
             label = f"{case.name} type{kind} eps{eps:g}"
             plan = NufftPlan(case.shape, case.coord, eps=eps)
@@ -160,24 +135,28 @@ def _nufft_rows(case: _Case, eps_list, repeats: int, notes: str) -> list[Row]:
                    "raw": _raw_finufft(case, kind, eps)}  # fmt: skip
             if sigpy_m is None:  # SigPy has no tolerance: timed once, beside our first eps
                 fns["sigpy"] = _sigpy(case, kind)
-            m = _paired(fns, repeats)
-            sigpy_m = m.get("sigpy", sigpy_m)
+            m, cpu = _paired(fns, repeats)
+            if "sigpy" in m:
+                sigpy_m, sigpy_cpu = m["sigpy"], cpu["sigpy"]
             base = m["ours"].median_s
             rows.append(Row(SUITE, label, "recon (finufft backend)", base, m["ours"].peak_mib,
                             nrmse=case.error(kind, m["ours"].result), ratio=1.0,
-                            throughput=points / base, unit="pts/s", notes=notes))  # fmt: skip
+                            throughput=points / base, unit="pts/s",
+                            notes=f"cpu {cpu['ours']:.3g} s; {notes}"))  # fmt: skip
             raw = m["raw"]
             overhead = base / raw.median_s - 1
             rows.append(Row(SUITE, label, "finufft (raw Plan)", raw.median_s, raw.peak_mib,
                             nrmse=case.error(kind, raw.result), ratio=raw.median_s / base,
                             throughput=points / raw.median_s, unit="pts/s",
-                            notes=f"wrapper overhead {100 * overhead:+.1f} %"))  # fmt: skip
+                            notes=f"cpu {cpu['raw']:.3g} s; wrapper overhead "
+                                  f"{100 * overhead:+.1f} %"))  # fmt: skip
             rows.append(Row(SUITE, label, "sigpy.nufft" if kind == 2 else "sigpy.nufft_adjoint",
                             sigpy_m.median_s, sigpy_m.peak_mib,
                             nrmse=case.error(kind, sigpy_m.result),
                             ratio=sigpy_m.median_s / base,
                             throughput=points / sigpy_m.median_s, unit="pts/s",
-                            notes="SigPy defaults (upsampling 1.25, width 4)"))  # fmt: skip
+                            notes=f"cpu {sigpy_cpu:.3g} s; SigPy defaults (upsampling 1.25, "
+                                  "width 4)"))  # fmt: skip
             rows.extend(_gpu_rows(case, kind, eps, label))
     return rows
 
@@ -222,7 +201,7 @@ def _sense_data(n: int, ncoils: int, nspokes: int):
     x = sigpy.shepp_logan((n, n)).astype(np.complex64)
     maps = sigpy.mri.birdcage_maps((ncoils, n, n), r=1.2).astype(np.complex64)
     maps /= np.sqrt(np.sum(np.abs(maps) ** 2, axis=0))
-    coord = radial_2d(nspokes, 2 * n, n)
+    coord = radial(nspokes, 2 * n, n=n)
     y = NufftPlan((n, n), coord, eps=1e-6).forward(maps * x)
     gen = np.random.default_rng(0)
     y += (0.005 * (gen.standard_normal(y.shape) + 1j * gen.standard_normal(y.shape))).astype(
@@ -295,19 +274,19 @@ def run(quick: bool = True) -> list[Row]:
     if quick:
         notes = "quick: 8 coils, 100 spokes in 2D, small 3D (full: 32, 400)"
         cases = [
-            _Case("2d 256^2 radial", (256, 256), radial_2d(100, 512, 256), 8),
-            _Case("3d stack-of-stars 8x128^2", (8, 128, 128), stack_of_stars(8, 40, 256, 128), 2),
-            _Case("3d radial 48^3", (48, 48, 48), radial_3d(600, 96, 48), 2),
+            _Case("2d 256^2 radial", (256, 256), radial(100, 512, n=256), 8),
+            _Case("3d stack-of-stars 8x128^2", (8, 128, 128), stack_of_stars(40, 256, 8, n=128), 2),
+            _Case("3d radial 48^3", (48, 48, 48), radial_3d(600, 96, n=48), 2),
         ]
         repeats = 3
     else:
         notes = ""
         cases = [
-            _Case("2d 256^2 radial", (256, 256), radial_2d(400, 512, 256), 32),
+            _Case("2d 256^2 radial", (256, 256), radial(400, 512, n=256), 32),
             _Case(
-                "3d stack-of-stars 32x256^2", (32, 256, 256), stack_of_stars(32, 200, 512, 256), 4
+                "3d stack-of-stars 32x256^2", (32, 256, 256), stack_of_stars(200, 512, 32, n=256), 4
             ),
-            _Case("3d radial 128^3", (128, 128, 128), radial_3d(8000, 256, 128), 4),
+            _Case("3d radial 128^3", (128, 128, 128), radial_3d(8000, 256, n=128), 4),
         ]
         repeats = 5
     rows = []

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from recon.errors import ConfigError, InputError
 
@@ -34,7 +35,7 @@ class BatchOptions:
     config: str | None = None
     overrides: tuple[str, ...] = ()
     device: str = "auto"
-    formats: tuple[str, ...] = ("nifti",)
+    formats: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -86,7 +87,7 @@ def reconstruct_file(input_path: str, out_root: str, options: BatchOptions) -> T
             config=options.config,
             overrides=list(options.overrides),
             device=options.device,
-            formats=list(options.formats),
+            formats=None if options.formats is None else list(options.formats),
         )
         seconds = time.perf_counter() - start
         marker = {"input": str(source), "seconds": seconds, "worker": worker}
@@ -139,6 +140,7 @@ def run_batch(
     workers: int = 2,
     retries: int = 2,
     progress: Callable[[TaskResult, int, int], None] | None = None,
+    client: Any = None,
 ) -> list[TaskResult]:
     """Reconstruct every input file on a Dask cluster; return one result per file.
 
@@ -158,6 +160,8 @@ def run_batch(
         Extra attempts for a task that raises (a dead worker's tasks are rescheduled anyway).
     progress : callable, optional
         Called as ``progress(result, n_done, n_total)`` after each file.
+    client : distributed.Client, optional
+        Use this client (left open) instead of connecting to ``scheduler`` or starting one.
     """
     from distributed import as_completed
 
@@ -187,7 +191,10 @@ def run_batch(
     if not todo:
         return results
 
-    client, cluster = _client(scheduler, workers)
+    own_client = client is None
+    cluster = None
+    if own_client:
+        client, cluster = _client(scheduler, workers)
     try:
         resources = {"GPU": 1} if options.device.startswith("cuda") else None
         futures = {
@@ -218,7 +225,8 @@ def run_batch(
             if progress:
                 progress(result, len(results), total)
     finally:
-        client.close()
+        if own_client:
+            client.close()
         if cluster is not None:
             cluster.close()
     order = {str(p): i for i, p in enumerate(sources)}

@@ -212,18 +212,6 @@ def radial_coords(nspokes: int, nsamples: int, n: int) -> np.ndarray:
     return np.stack([np.outer(np.cos(angles), r), np.outer(np.sin(angles), r)], -1)
 
 
-def spiral_coords(ninterleaves: int, nsamples: int, n: int) -> np.ndarray:
-    """Archimedean spiral-out interleaves ``(ninterleaves, nsamples, 2)``, ``(kx, ky)``."""
-    t = np.linspace(0, 1, nsamples, endpoint=False)
-    turns = n / (2 * ninterleaves)
-    kr = 0.999 * (n / 2) * t
-    out = []
-    for i in range(ninterleaves):
-        theta = 2 * np.pi * turns * t + 2 * np.pi * i / ninterleaves
-        out.append(np.stack([kr * np.cos(theta), kr * np.sin(theta)], -1))
-    return np.array(out)
-
-
 def write_noncartesian(
     path: Path,
     coords: np.ndarray,

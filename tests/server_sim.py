@@ -1,10 +1,11 @@
 """A simulated multi-slice 7 T Cartesian ISMRMRD file for the server tests (test helper).
 
-Each slice is a brain-like phantom seen by coils normalised so ``sum |S|^2 = 1``, so the
-root-sum-of-squares of the coil images is exactly the phantom's magnitude: the ground truth
-of a fully sampled slice. Readouts are 2x oversampled; noise readouts come first; slices
-are oblique and carry the first/last-in-slice flags, the last readout also last-in-repetition
-and last-in-measurement; optional waveforms are interleaved by time stamp in the file.
+Each slice is :func:`recon.sim.brain_phantom` seen by :func:`recon.sim.coil_sensitivities`
+(normalised so ``sum |S|^2 = 1``), so the root-sum-of-squares of the coil images is exactly
+the phantom's magnitude: the ground truth of a fully sampled slice. Readouts are 2x
+oversampled; noise readouts come first; slices are oblique and carry the first/last-in-slice
+flags, the last readout also last-in-repetition and last-in-measurement; optional waveforms
+are interleaved by time stamp in the file.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pathlib import Path
 import ismrmrd
 import ismrmrd.xsd as xsd
 import numpy as np
-from cart_sim import coil_maps, kspace, phantom
+
+from recon.backend import fftc
+from recon.sim import brain_phantom, coil_sensitivities
 
 SLICE_GAP_MM = 4.0
 
@@ -95,7 +98,8 @@ def write_multislice(
     """
     rng = np.random.default_rng(seed)
     enc_shape = (ny, oversampling * nx)
-    maps = coil_maps(ncoils, enc_shape)
+    enc_fov_mm = (2.0 * ny, oversampling * 2.0 * nx)
+    maps = coil_sensitivities(ncoils, enc_shape, fov_mm=enc_fov_mm)
     axes = oblique_axes()
     truth = []
     stamp = 1000
@@ -113,9 +117,10 @@ def write_multislice(
             acq.acquisition_time_stamp = stamp
             dataset.append_acquisition(acq)
         for s in range(nslices):
-            image = phantom(enc_shape, seed=seed + 10 * s) * np.float32(1e-3 * (1 + s))
+            image = brain_phantom(enc_shape, seed=seed + 10 * s, fov_mm=enc_fov_mm)
+            image = image * np.float32(1e-3 * (1 + s))
             truth.append(np.abs(image[:, enc_shape[1] // 2 - nx // 2 :][:, :nx]))
-            k = kspace(image, maps)
+            k = fftc(maps * image, axes=(-2, -1)).astype(np.complex64)
             calibration = range(ny // 2 - calibration_lines // 2, ny // 2 + calibration_lines // 2)
             lines = [ky for ky in range(ny) if ky % acceleration == 0 or ky in calibration]
             for ky in lines:

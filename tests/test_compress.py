@@ -109,7 +109,7 @@ def test_compress_file_svd_and_gcc_on_measured_data(shared_file, tmp_path):
         _, kept_all = compress_file(path, tmp_path / "all.h5", nvirtual=14)
         after, _ = read_dataset(tmp_path / "all.h5").read(rows[1:])
         a, kept = compress_file(path, tmp_path / "e95.h5", energy=0.95)
-        g, kept_gcc = compress_file(path, tmp_path / "gcc.h5", nvirtual=a.shape[0], method="gcc")
+        _, kept_gcc = compress_file(path, tmp_path / "gcc.h5", nvirtual=a.shape[0], method="gcc")
         small = read_dataset(tmp_path / "e95.h5")
     norms = np.linalg.norm(after, axis=1) / np.maximum(np.linalg.norm(before, axis=1), 1e-30)
     assert abs(kept_all - 1) < 1e-5 and np.abs(norms - 1).max() < 1e-4

@@ -1,8 +1,9 @@
 """Density compensation: Pipe-Menon on our gridding (finufft and emulated cuda) and analytic radial.
 
 Measured (64^2 Shepp-Logan band-limited to the k-space disc, 101 golden-angle spokes of 128,
-16-interleave spiral): gridding NRMSE 0.099 (Pipe-Menon) and 0.157 (analytic) for radial, 0.26
-for the spiral; 0.79 without compensation. Thresholds sit about 10 % above.
+16-interleave spiral of recon.noncart.trajectory): gridding NRMSE 0.099 (Pipe-Menon) and 0.157
+(analytic) for radial, 0.272 for the spiral; without compensation the error is > 100 (wrong
+scale) and still 0.79 after a least-squares scale. Thresholds sit 7-10 % above.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import numpy as np
 import pytest
 import sigpy
 from cuda_emulator import build_module
-from cuda_emulator.reference import golden_radial, spiral
 
 from recon.backend import fftc, ifftc
 from recon.errors import ConfigError, InputError
 from recon.metrics import nrmse
 from recon.noncart.dcf import pipe_menon, radial_dcf
 from recon.noncart.nufft import NufftPlan
+from recon.noncart.trajectory import radial, radial_3d, spiral, stack_of_stars
 from recon.resources import kernels_dir
 
 N = 64
@@ -44,7 +45,7 @@ def test_dcf_pipe_menon_cartesian_is_one():
 
 
 def test_dcf_pipe_menon_radial(band_limited_phantom):
-    coord = golden_radial(101, 128, N)
+    coord = radial(101, 128, n=N)
     w = pipe_menon(coord, (N, N))
     assert w.shape == coord.shape[:-1] and w.dtype == np.float32
     assert gridding_error(band_limited_phantom, coord, w) <= 0.11
@@ -52,7 +53,7 @@ def test_dcf_pipe_menon_radial(band_limited_phantom):
 
 
 def test_dcf_analytic_radial(band_limited_phantom):
-    coord = golden_radial(101, 128, N)
+    coord = radial(101, 128, n=N)
     w = radial_dcf(coord, (N, N))
     assert gridding_error(band_limited_phantom, coord, w) <= 0.17
     # the ramp: weight proportional to |k| away from the centre
@@ -63,28 +64,22 @@ def test_dcf_analytic_radial(band_limited_phantom):
 
 
 def test_dcf_pipe_menon_spiral(band_limited_phantom):
-    coord = spiral(16, 1000, N, 2.0)
+    coord = spiral(16, 1000, n=N)
     assert gridding_error(band_limited_phantom, coord, pipe_menon(coord, (N, N))) <= 0.29
 
 
 def test_dcf_analytic_stack_of_stars_and_3d():
-    spokes = golden_radial(30, 32, 16)
-    kz = np.arange(-4, 4, dtype=np.float32)
-    sos = np.concatenate(
-        [np.broadcast_to(kz[:, None, None, None], (8, 30, 32, 1)),
-         np.broadcast_to(spokes, (8, 30, 32, 2))], axis=-1,
-    )  # fmt: skip
+    sos = stack_of_stars(30, 32, 8, n=16)  # (kz, ky, kx), 8 partitions
     w = radial_dcf(sos, (8, 16, 16), dims=2)
     assert np.allclose(w[0], w[5], rtol=1e-6)  # same in every partition
     assert abs(float(w.sum()) / (8 * np.pi * (8 + 0.25) ** 2) - 1) <= 1e-5
-    direction = np.random.default_rng(3).normal(size=(50, 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    r = (np.arange(32) - 16) / 2
-    coord3 = (direction[:, None, :] * r[None, :, None]).astype(np.float32)
+    coord3 = radial_3d(50, 32, n=16)
     w3 = radial_dcf(coord3, (16, 16, 16))
-    far = np.abs(r) > 2
-    ratio = w3[:, far] / (r[far] ** 2)
+    r = np.linalg.norm(coord3, axis=-1)
+    far = r > 2
+    ratio = w3[far] / r[far] ** 2  # density of 3D radial falls as 1/|k|^2
     assert ratio.std() / ratio.mean() <= 1e-5
+    assert abs(float(w3.sum()) / (4 / 3 * np.pi * 8.25**3) - 1) <= 1e-5
     with pytest.raises(InputError):
         radial_dcf(coord3[..., :2], (16, 16, 16))
 
@@ -93,7 +88,7 @@ def test_dcf_emulator_pipe_menon_cuda_backend(tmp_path_factory, band_limited_pha
     # Pipe-Menon on our own gridding kernels (emulated) equals it on FINUFFT's gridding with
     # the same kernel (legacy exponential of semicircle, direct evaluation)
     module = build_module(kernels_dir() / "gridding.cu", tmp_path_factory.mktemp("emulator"))
-    coord = golden_radial(101, 128, N)
+    coord = radial(101, 128, n=N)
     # eps 2e-4: width 5 in both (FINUFFT rounds 1e-4 in float32 to width 6)
     w = pipe_menon(coord, (N, N), iterations=5, eps=2e-4, backend="cuda", module=module,
                    xp=np, threads=128)  # fmt: skip

@@ -108,3 +108,17 @@ def test_three_d_volume_and_single_slice_layout():
     flat = espirit_maps(k2, (48, 48), calib_width=16)
     stacked = espirit_maps(k2[:, None], (1, 48, 48), calib_width=16)
     assert nrmse(stacked[:, 0], flat) < 1e-5
+
+
+def test_undersampled_kspace_calibrates_on_its_reference_lines(case2d):
+    """R=3 with 20 reference lines: the 24-wide request shrinks to the 20 sampled lines."""
+    from recon.coils.sensitivity import fully_sampled_centre
+
+    truth, image, k = case2d
+    under = np.zeros_like(k)
+    under[:, ::3] = k[:, ::3]
+    under[:, 54:74] = k[:, 54:74]
+    assert fully_sampled_centre(under[:, 52:76, 52:76], 24) == (20, 24)
+    maps = espirit_maps(under, (128, 128))
+    inside = support(image)
+    assert nrmse(maps[:, inside], _truth(truth, k, 20)[:, inside]) < 0.03

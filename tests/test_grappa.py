@@ -17,7 +17,7 @@ from recon.cartesian.grappa import (
     find_acs,
     grappa,
 )
-from recon.metrics import nrmse, relative_difference, scaled_nrmse
+from recon.metrics import nrmse, scaled_nrmse
 
 N2 = 128
 SHAPE3 = (24, 40, 32)
@@ -42,9 +42,9 @@ def zero_filled_combine(k, maps):
     return np.sum(np.conj(maps) * ifftc(k, axes=axes), axis=0)
 
 
-@pytest.mark.parametrize(("r", "acs", "limit", "gain"), [(3, 24, 0.025, 4.0), (4, 32, 0.05, 2.0)])
+@pytest.mark.parametrize(("r", "acs", "limit", "gain"), [(3, 24, 0.025, 6.0), (4, 32, 0.04, 4.0)])
 def test_grappa_2d_beats_zero_filled(data2d, r, acs, limit, gain):
-    """Measured (seeded): R=3 0.018 vs 0.099 zero-filled; R=4 ~0.045 vs ~0.10."""
+    """Measured (seeded): R=3 0.020 vs 0.183 zero-filled; R=4 0.026 vs 0.162."""
     x, maps, k = data2d
     mask = caipi_mask((N2,), r, acs=acs)
     ku = k * mask[:, None]
@@ -61,13 +61,16 @@ def test_grappa_3d_caipi_beats_zero_filled(data3d, ry, rz, limit):
     x, maps, k = data3d
     mask = caipi_mask(SHAPE3[:2], ry, rz, shift=1, acs=16)
     ku = k * mask[..., None]
-    # Measured (seeded): 2x2 0.024 vs 0.16 zero-filled; 3x2 0.045 vs 0.18.
-    image = grappa(ku, ry=ry, rz=rz, csm=maps, kernel=(2, 3, 3))
+    # Calibration on the central 16 readout columns of the 16 x 16 ACS block.
+    sz, sy = find_acs(mask)
+    acs = ku[:, sz, sy, 8:24]
+    # Measured (seeded): 2x2 0.017 vs 0.28 zero-filled; 3x2 0.040 vs 0.31.
+    image = grappa(ku, ry=ry, rz=rz, acs=acs, csm=maps, kernel=(2, 3, 3))
     obj = support(x)
     err = nrmse(image, x, obj)
     zf = scaled_nrmse(zero_filled_combine(ku, maps), x, obj)
     assert err < limit
-    assert err < zf / 3
+    assert err < zf / 5
 
 
 def test_image_domain_equals_kspace_convolution(rng):
@@ -114,22 +117,6 @@ def test_gfactor_matches_pseudo_replicas():
     ratio = np.median(g_replica[obj] / g[obj])
     assert abs(ratio - 1) < 0.05
     assert np.percentile(g[obj], 90) > 1.2  # R = 3 with 12 coils does amplify noise
-
-
-def test_weights_reused_across_repetitions(data2d):
-    """fMRI: one calibration, the same unmixing for every repetition."""
-    x, maps, k = data2d
-    r = 3
-    mask = caipi_mask((N2,), r, acs=24)
-    _sz, sy = find_acs(mask)
-    recon = GrappaRecon(calibrate(k[:, sy], ry=r), (N2, N2), detect_lattice(mask, r), maps)
-    errors = []
-    for rep in range(4):
-        scale = 1.0 + 0.1 * rep  # signal change over the series
-        image = recon(k * scale * mask[:, None])
-        errors.append(nrmse(image, x * scale, support(x)))
-    assert max(errors) < 0.025
-    assert relative_difference(errors[0], errors[-1]) < 0.2
 
 
 def test_per_coil_output_keeps_acquired_samples(data2d):

@@ -31,7 +31,7 @@ def test_grappa_cli_writes_nifti(shared_file, tmp_path):
 def test_pics_cli_takes_the_config(shared_file, tmp_path):
     src = shared_file("siemens_skyra_grappa_r3.h5")
     config = tmp_path / "scanner.toml"
-    config.write_text('[pics]\nregularizers = "tv:0.002"\niterations = 10\n')
+    config.write_text('[pics]\nregularizer = "tv:0.002"\niterations = 10\n')
     result = runner.invoke(
         app,
         [

@@ -66,6 +66,18 @@ def test_info_rich_output(shared_file):
         assert text in result.stdout
 
 
+def test_info_image_file(shared_file):
+    s = _info(shared_file("jemris_spiral_slc30_reference_images.h5"))
+    assert s["kind"] == "images" and len(s["series"]) == 4
+    assert all(item["shape"] == [1, 1, 220, 220] for item in s["series"])
+    assert [item["series_index"] for item in s["series"]] == [[1], [2], [3], [4]]
+    assert all(item["dtype"] == "float32" for item in s["series"])
+    result = runner.invoke(
+        app, ["info", str(shared_file("jemris_spiral_slc30_reference_images.h5"))]
+    )
+    assert result.exit_code == 0 and "images/image_4" in result.stdout
+
+
 def test_convert_reference_images_to_nifti(shared_file, tmp_path):
     source = shared_file("jemris_spiral_slc30_reference_images.h5")
     result = runner.invoke(app, ["convert", str(source), str(tmp_path / "ref"), "-f", "nifti"])

@@ -227,3 +227,19 @@ def test_headers_read_without_samples_in_every_layout(tmp_path, rng, layout):
     for name, values in reference.head.fields.items():
         assert np.array_equal(getattr(raw.head, name), values), name
     assert np.array_equal(sort_cartesian(raw).kspace, sort_cartesian(reference).kspace)
+
+
+def test_read_any_rows_in_their_order(shared_file):
+    path = shared_file(SIRF)
+    raw = read_dataset(path)
+    rows = [40, 3, 40, 17]
+    data, _ = raw.read(rows)
+    reference = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+    worst = max(
+        float(np.abs(data[j] - reference.read_acquisition(r).data).max())
+        for j, r in enumerate(rows)
+    )
+    reference.close()
+    assert data.shape == (4, 4, 256) and worst == 0.0
+    with pytest.raises(ValueError, match="strictly ascending"):
+        next(raw.iter_blocks(np.array([3, 3])))

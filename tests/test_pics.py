@@ -33,10 +33,10 @@ def cg_error(data):
 
 @pytest.mark.parametrize(
     ("spec", "gain"),
-    [("l1-wavelet:0.002", 0.65), ("tv:0.02", 0.7), ("l1-wavelet:0.002,tv:0.01", 0.7)],
+    [("l1-wavelet:0.002", 0.7), ("tv:0.002", 0.5), ("l1-wavelet:0.001,tv:0.002", 0.5)],
 )
 def test_cs_8x_beats_cg_sense(data, cg_error, spec, gain):
-    """Measured (seeded): CG-SENSE ~0.094; L1-wavelet ~0.050; TV ~0.057."""
+    """Measured (seeded): CG-SENSE 0.121; L1-wavelet 0.073; TV 0.045; both 0.050."""
     x, maps, ku, mask = data
     assert abs(mask.mean() - 1 / 8) < 1e-3
     image = pics(ku, maps, regularizers=spec, iterations=50)

@@ -57,13 +57,13 @@ def test_cg_sense_two_maps_separates_components(data):
 
 def test_tikhonov_damps_noise_at_high_acceleration(data):
     x, maps, k = data
-    mask = caipi_mask((N,), 5, acs=8)[:, None]
+    mask = caipi_mask((N,), 6, acs=8)[:, None]
     ku = k * mask
     plain = cg_sense(ku, maps, iterations=40)
     damped = cg_sense(ku, maps, iterations=40, lam=0.001)
     assert np.linalg.norm(damped) < np.linalg.norm(plain)
     obj = support(x)
-    # measured (seeded): 0.063 with Tikhonov vs 0.072 without
+    # measured (seeded): 0.066 with Tikhonov vs 0.074 without
     assert nrmse(damped[0], x, obj) < 0.93 * nrmse(plain[0], x, obj)
 
 

@@ -72,8 +72,29 @@ def test_separate_reference_scan_is_attached_to_later_units():
             units += buffer.add(_acq(s, 0, repetition, flags=(ismrmrd.ACQ_LAST_IN_SLICE,)))
     assert len(units) == 4
     assert all(len(u.calibration) == 3 for u in units)
-    assert all(u.calibration[0].idx.slice == u.key[0] for u in units)
     assert all(len(u.imaging) == 1 for u in units)
+    relabelled = {(c.idx.slice, c.idx.repetition) for u in units for c in u.calibration}
+    assert relabelled == {u.key[0:4:3] for u in units} == {(0, 0), (1, 0), (0, 1), (1, 1)}
+
+
+def test_reference_lines_reach_later_repetitions_only_when_needed():
+    """Rep 0 carries reference lines; rep 1 has none and gets them; embedded ACS does not."""
+    buffer = AcquisitionBuffer()
+    calib, cal_img = (
+        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
+        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
+    )
+    last = ismrmrd.ACQ_LAST_IN_SLICE
+    buffer.add(_acq(0, 5, flags=(calib,)))
+    (rep0,) = buffer.add(_acq(0, 0, flags=(last,)))
+    (rep1,) = buffer.add(_acq(0, 0, repetition=1, flags=(last,)))
+    buffer.add(_acq(0, 5, repetition=2, flags=(cal_img,)))
+    (rep2,) = buffer.add(_acq(0, 0, repetition=2, flags=(last,)))
+    assert (len(rep0.calibration), len(rep1.calibration), len(rep2.calibration)) == (0, 1, 0)
+    copy = rep1.calibration[0]
+    assert copy.idx.repetition == 1 and copy.idx.kspace_encode_step_1 == 5
+    assert np.shares_memory(copy.data, rep0.acquisitions[0].data)
+    assert rep0.acquisitions[0].idx.repetition == 0
 
 
 def test_buffered_bytes_are_bounded():

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_emulator import build_module
-from cuda_emulator.reference import golden_radial, random_complex, random_coord, relative_error
+from cuda_emulator.reference import random_complex, random_coord, relative_error
 
 from recon.metrics import relative_difference
 from recon.noncart.nufft import NufftPlan
 from recon.noncart.toeplitz import ToeplitzNormal
+from recon.noncart.trajectory import radial
 from recon.resources import kernels_dir
 
 
@@ -34,7 +35,7 @@ def test_toeplitz_matches_nufft_normal(rng, shape, weighted):
 
 
 def test_toeplitz_radial_psf_is_real_and_batched(rng):
-    coord = golden_radial(40, 64, 32)
+    coord = radial(40, 64, n=32)
     normal = ToeplitzNormal(coord, (32, 32))
     assert normal.kernel.dtype == np.float32 and normal.kernel.shape == (64, 64)
     x = random_complex(rng, (5, 32, 32))

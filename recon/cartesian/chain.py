@@ -97,6 +97,7 @@ def grappa_chain(
     kernel: Sequence[int] | None = None,
     reg: float = 5e-4,
     pf_method: str = "zero",
+    pf_iterations: int = 10,
     whiten: bool = True,
     combine: str = "rss",
 ) -> np.ndarray:
@@ -110,6 +111,8 @@ def grappa_chain(
         See :func:`recon.cartesian.grappa.calibrate` (sizes in array order).
     pf_method : str
         Partial Fourier method (``"zero"``, ``"homodyne"``, ``"pocs"``).
+    pf_iterations : int
+        POCS iterations.
     whiten : bool
         Prewhiten with the noise readouts when present.
     combine : str
@@ -144,7 +147,7 @@ def grappa_chain(
             filled = ks
         box = _extent_mask(sampled)
         filled = filled * (box[0] if ndim == 2 else box)[..., None]
-        filled = partial_fourier(filled, pf_method, axis=-2, ndim=ndim)
+        filled = partial_fourier(filled, pf_method, axis=-2, ndim=ndim, iterations=pf_iterations)
         coil_images = ifftc(filled, axes=_spatial(ndim))
         if combine == "rss":
             image = rss(coil_images, axis=0)

@@ -32,6 +32,7 @@ prewhitening).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -221,16 +222,30 @@ class GrappaKernel:
         """
         xp = array_module(self.weights)
         grid = (1, *shape) if len(shape) == 2 else tuple(shape)
-        g = self.weights[coils]
-        out = g
+        out = self.weights[coils]
         # Contract one axis at a time: sum_d g[..., d] exp(-2 pi i d (r - n // 2) / n).
-        for axis, n in zip((2, 3, 4), grid, strict=True):
-            nd = out.shape[axis]
-            d = xp.arange(nd) + self.lo[axis - 2]
-            r = xp.arange(n) - n // 2
-            phase = xp.exp(-2j * np.pi * xp.outer(d, r) / n).astype(xp.complex64)
-            out = xp.moveaxis(xp.tensordot(out, phase, axes=([axis], [0])), -1, axis)
+        with single_threaded_blas(xp):
+            for axis, n in zip((2, 3, 4), grid, strict=True):
+                nd = out.shape[axis]
+                d = xp.arange(nd) + self.lo[axis - 2]
+                r = xp.arange(n) - n // 2
+                phase = xp.exp(-2j * np.pi * xp.outer(d, r) / n).astype(xp.complex64)
+                out = xp.moveaxis(xp.tensordot(out, phase, axes=([axis], [0])), -1, axis)
         return out.reshape(out.shape[:2] + tuple(shape))
+
+
+def single_threaded_blas(xp: Any) -> Any:
+    """Context limiting NumPy's BLAS to one thread (a no-op for CuPy).
+
+    The GRAPPA matrices are small (hundreds of unknowns) and OpenBLAS threads spin-wait: on
+    this shared 2-core machine a 576 x 576 complex Cholesky took 3 s with its threads and
+    13 ms with one (measured under load), so calibration and unmixing run single-threaded.
+    """
+    if xp is not np:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _regularised_solve(a_t: Any, b: Any, reg: float) -> Any:
@@ -244,11 +259,13 @@ def _regularised_solve(a_t: Any, b: Any, reg: float) -> Any:
     if xp is np:
         from scipy.linalg import blas, cho_factor, cho_solve
 
-        gram = np.conj(blas.cherk(1.0, a_t))  # upper triangle of A^H A
-        lam = reg * float(np.real(np.trace(gram))) / ncols
-        gram[np.diag_indices(ncols)] += lam
-        factor = cho_factor(gram, lower=False, check_finite=False)
-        return cho_solve(factor, np.conj(a_t) @ b, check_finite=False).astype(np.complex64)
+        with single_threaded_blas(np):
+            gram = np.conj(blas.cherk(1.0, a_t))  # upper triangle of A^H A
+            lam = reg * float(np.real(np.trace(gram))) / ncols
+            gram[np.diag_indices(ncols)] += lam
+            factor = cho_factor(gram, lower=False, check_finite=False)
+            rhs = np.conj(a_t) @ b
+            return cho_solve(factor, rhs, check_finite=False).astype(np.complex64)
     gram = xp.conj(a_t) @ a_t.T
     lam = reg * float(xp.real(xp.trace(gram))) / ncols
     gram[xp.diag_indices(ncols)] += lam
@@ -392,9 +409,11 @@ class GrappaRecon:
             norm = xp.sum(xp.abs(csm) ** 2, axis=0)
             norm = xp.where(norm > 0, norm, 1.0).astype(xp.float32)
             comb = xp.zeros((nc, *self.shape), dtype=xp.complex64)
-            for sl in self._chunks:
-                u = kernel.unmixing(self.shape, sl)
-                comb += xp.sum(xp.conj(csm[sl])[:, None] * u, axis=0)
+            small = max(1, min(nc, (64 * 2**20) // max(1, nc * npix * 8)))
+            for start in range(0, nc, small):
+                u = kernel.unmixing(self.shape, slice(start, min(nc, start + small)))
+                for i in range(u.shape[0]):
+                    comb += xp.conj(csm[start + i]) * u[i]
             self.combined = comb / norm
             self.csm = csm
             self.norm = norm

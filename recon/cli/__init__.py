@@ -5,10 +5,12 @@ from recon.cli import (  # noqa: F401  (importing a module registers its command
     bench,
     cartesian,
     coils,
+    demo,
     info,
     noncart,
     run,
     serve,
+    simulate,
 )
 from recon.cli.app import app, main
 

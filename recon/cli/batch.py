@@ -23,7 +23,9 @@ def batch(
     config: str = typer.Option(None, "--config", "-c", help="Scanner config name or path."),
     overrides: list[str] = typer.Option(None, "--set", help="section.key=value override."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    formats: str = typer.Option("nifti", "--format", help="Comma-separated output formats."),
+    formats: str = typer.Option(
+        None, "--format", help="Comma-separated output formats (default: the config's)."
+    ),
     retries: int = typer.Option(2, "--retries", min=0, help="Extra attempts per failed task."),
 ) -> None:
     """Reconstruct many files on Dask (embedded LocalCluster or --scheduler ADDRESS)."""
@@ -31,7 +33,7 @@ def batch(
         config=config,
         overrides=tuple(overrides or ()),
         device=device,
-        formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+        formats=tuple(f.strip() for f in formats.split(",") if f.strip()) if formats else None,
     )
     with Progress(
         TextColumn("[bold]batch"),

@@ -2,14 +2,15 @@
 
 Each command reads an ISMRMRD file (all slices and repetitions), prewhitens with the noise
 readouts, removes the readout oversampling and reconstructs (see
-:mod:`recon.cartesian.chain`). Parameters come from the command line, else from the
-``[grappa]``, ``[partial_fourier]`` and ``[pics]`` tables of ``--config`` (a scanner config
-TOML), else from the defaults.
+:mod:`recon.cartesian.chain`). Parameters come from the command line, else from the scanner
+config given with ``--config`` (a shipped name or a TOML path, validated by
+:func:`recon.pipeline.config.load_config`: ``[grappa]``, ``[sense]``, ``[pics]``,
+``[partial_fourier]``, ``[combine]``), else from the built-in defaults (partial Fourier
+zero-fill without a config).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,39 +20,23 @@ import typer
 from recon.cli.app import app, say
 from recon.errors import ConfigError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 FORMAT_HELP = "nifti (default), png, ismrmrd, dicom or cfl."
+CONFIG_HELP = "Scanner config: shipped name or TOML path."
 
 
-def _section(config: Path | None, name: str) -> dict[str, Any]:
-    """The ``[name]`` table of a TOML config (empty without a config)."""
-    if config is None:
-        return {}
-    try:
-        with open(config, "rb") as handle:
-            table = tomllib.load(handle)
-    except OSError as error:
-        raise ConfigError(f"{config}: cannot read: {error.strerror}") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{config}: invalid TOML: {error}") from None
-    section = table.get(name, {})
-    if not isinstance(section, dict):
-        raise ConfigError(f"{config}: [{name}] must be a table")
-    return section
+def _config(name: str | None) -> Any:
+    if name is None:
+        return None
+    from recon.pipeline.config import load_config
+
+    return load_config(name)
 
 
-def _pick(cli: Any, section: dict[str, Any], key: str, default: Any, where: Path | None) -> Any:
+def _pick(cli: Any, config: Any, dotted: str, default: Any) -> Any:
+    """The command-line value, else the config's ``section.key``, else the default."""
     if cli is not None:
         return cli
-    value = section.get(key, default)
-    if default is not None and not isinstance(value, type(default)):
-        if not (isinstance(default, float) and isinstance(value, int)):
-            raise ConfigError(f"{where}: {key} = {value!r} should be a {type(default).__name__}")
-    return value
+    return default if config is None else config.get(dotted)
 
 
 def parse_kernel(text: str) -> tuple[int, ...]:
@@ -97,27 +82,38 @@ def grappa(
     reg: float = typer.Option(None, "--reg", help="Tikhonov weight relative to ||A||^2/n."),
     pf: str = typer.Option(None, "--pf", help="Partial Fourier: zero, homodyne or pocs."),
     prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
-    config: Path = typer.Option(None, "--config", help="Scanner config TOML."),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
     gfactor: Path = typer.Option(None, "--gfactor", help="Also write the g-factor map here."),
     combine: str = typer.Option(None, "--combine", help="Coil combination: rss or adaptive."),
 ) -> None:
     """GRAPPA (any R_y, R_y x R_z CAIPI) with embedded or separate calibration."""
     from recon.cartesian.chain import grappa_chain, grappa_gfactor
 
-    g = _section(config, "grappa")
-    kern = _pick(kernel, g, "kernel", "5x4", config)
-    pf_method = _pick(pf, _section(config, "partial_fourier"), "method", "zero", config)
-    weight = _pick(reg, g, "reg", 5e-4, config)
-    how = _pick(combine, g, "combine", "rss", config)
+    cfg = _config(config)
+    pf_method = _pick(pf, cfg, "partial_fourier.method", "zero")
+    pf_iterations = _pick(None, cfg, "partial_fourier.iterations", 10)
+    weight = _pick(reg, cfg, "grappa.lambda", 5e-4)
+    how = _pick(combine, cfg, "combine.method", "rss")
+    if how not in ("rss", "adaptive"):
+        raise ConfigError(f"coil combination {how!r}: recon grappa supports rss or adaptive")
     header, data = _load(input)
     ndim = 2 if data.shape[0] == 1 else 3
-    sizes = parse_kernel(kern)
-    if ndim == 3 and len(sizes) == 2:
-        sizes = (2 if data.acceleration[1] > 1 else 1, *sizes)
-    if ndim == 2 and len(sizes) == 3:
-        raise ConfigError(f"kernel {kern!r}: 2D data take readout x phase only")
+    if kernel is not None:
+        sizes = parse_kernel(kernel)
+        if ndim == 3 and len(sizes) == 2:
+            sizes = (2 if data.acceleration[1] > 1 else 1, *sizes)
+        if ndim == 2 and len(sizes) == 3:
+            raise ConfigError(f"kernel {kernel!r}: 2D data take readout x phase only")
+    else:
+        sizes = _pick(None, cfg, f"grappa.kernel_{ndim}d", None)
     image = grappa_chain(
-        data, kernel=sizes, reg=weight, pf_method=pf_method, whiten=prewhiten, combine=how
+        data,
+        kernel=sizes,
+        reg=weight,
+        pf_method=pf_method,
+        pf_iterations=pf_iterations,
+        whiten=prewhiten,
+        combine=how,
     )
     path = _write(output, image, header, data, fmt, f"GRAPPA R={data.acceleration}")
     say(f"wrote {path} ({'x'.join(map(str, image.shape[-3:][::-1]))})")
@@ -135,14 +131,14 @@ def sense(
     iterations: int = typer.Option(None, "--iterations", "-i", help="CG iterations (20)."),
     lam: float = typer.Option(None, "--lambda", "-l", help="Tikhonov weight (0)."),
     prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
-    config: Path = typer.Option(None, "--config", help="Scanner config TOML."),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """CG-SENSE with coil maps from the calibration region."""
     from recon.cartesian.chain import sense_chain
 
-    p = _section(config, "sense")
-    its = _pick(iterations, p, "iterations", 20, config)
-    weight = _pick(lam, p, "lambda", 0.0, config)
+    cfg = _config(config)
+    its = _pick(iterations, cfg, "sense.iterations", 20)
+    weight = _pick(lam, cfg, "sense.lambda", 0.0)
     header, data = _load(input)
     image = sense_chain(data, iterations=its, l2=weight, whiten=prewhiten)
     path = _write(output, np.abs(image[..., 0, :, :, :]), header, data, fmt, "CG-SENSE")
@@ -163,15 +159,15 @@ def pics(
     iterations: int = typer.Option(None, "--iterations", "-i", help="Iterations (50)."),
     solver: str = typer.Option(None, "--solver", help="auto, fista, pdhg or cg."),
     prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
-    config: Path = typer.Option(None, "--config", help="Scanner config TOML."),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
 ) -> None:
     """Regularised SENSE (L1-wavelet, TV, LLR) with BART-like data scaling."""
     from recon.cartesian.chain import sense_chain
 
-    p = _section(config, "pics")
-    regs = _pick(regularizers, p, "regularizers", "l1-wavelet:0.005", config)
-    its = _pick(iterations, p, "iterations", 50, config)
-    how = _pick(solver, p, "solver", "auto", config)
+    cfg = _config(config)
+    regs = _pick(regularizers, cfg, "pics.regularizer", "l1-wavelet:0.005")
+    its = _pick(iterations, cfg, "pics.iterations", 50)
+    how = _pick(solver, cfg, "pics.solver", "auto")
     header, data = _load(input)
     image = sense_chain(data, regularizers=regs, iterations=its, solver=how, whiten=prewhiten)
     path = _write(output, np.abs(image[..., 0, :, :, :]), header, data, fmt, f"pics {regs}")

@@ -101,21 +101,63 @@ def _print_summary(summary: dict) -> None:
         console.print(table)
 
 
+def _is_image_file(path: Path) -> bool:
+    """An HDF5 file without raw data (``xml`` + ``data``) but with ISMRMRD image series."""
+    import h5py
+
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return False
+    try:
+        with h5py.File(path, "r") as handle:
+            groups = [g for g in handle.values() if isinstance(g, h5py.Group)]
+            if any("data" in g and "xml" in g for g in groups):
+                return False
+            return any(
+                isinstance(s, h5py.Group) and "header" in s and "data" in s
+                for g in groups
+                for s in g.values()
+            )
+    except OSError:
+        return False
+
+
+def _print_images(summary: dict) -> None:
+    table = Table(title=f"[bold]{summary['file']}[/bold]: ISMRMRD images")
+    for column in ("series", "images", "channels z y x", "dtype", "type", "FOV mm"):
+        table.add_column(column)
+    types = {1: "magnitude", 2: "phase", 3: "real", 4: "imag", 5: "complex"}
+    for item in summary["series"]:
+        kinds = ", ".join(types.get(t, str(t)) for t in item["image_types"])
+        table.add_row(item["name"], str(item["images"]), _fmt(item["shape"]), item["dtype"],
+                      kinds, _fmt(item["fov_mm"]))  # fmt: skip
+    console.print(table)
+
+
 @app.command()
 def info(
-    path: Path = typer.Argument(..., help="ISMRMRD raw data file (.h5)."),
+    path: Path = typer.Argument(..., help="ISMRMRD raw data or image file (.h5)."),
     as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
 ) -> None:
-    """Summarise an ISMRMRD raw data file: readouts, matrices, acceleration, calibration."""
+    """Summarise an ISMRMRD file: readouts, matrices, acceleration, calibration (raw data),
+    or the image series of an image file."""
     from recon.io.ismrmrd import read_dataset
     from recon.io.summary import summarize
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        summary = summarize(read_dataset(path))
+        if _is_image_file(path):
+            from recon.io.images import read_ismrmrd_images
+            from recon.io.summary import summarize_images
+
+            summary = {"file": str(path), **summarize_images(read_ismrmrd_images(path))}
+        else:
+            summary = summarize(read_dataset(path))
     summary["warnings"] = [str(w.message) for w in caught]
     if as_json:
         print(json.dumps(summary, indent=2))
+        return
+    if summary["kind"] == "images":
+        _print_images(summary)
         return
     for message in summary["warnings"]:
         if not STATE.quiet:

@@ -152,5 +152,5 @@ def configs(
             current = line[1:-1]
         key = line.split(" = ", 1)[0].strip('"') if " = " in line else ""
         if current in SCHEMA and key in SCHEMA[current]:
-            line = f"{line:<60} # {SCHEMA[current][key].doc}"
-        console.print(line, markup=False, highlight=False)
+            line = f"{line:<44} # {SCHEMA[current][key].doc}"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -57,8 +57,11 @@ def serve(
 
     def _stop(signum: int, frame: object) -> None:
         logging.getLogger("recon.server").info(
-            "%s: finishing connections in flight", signal.Signals(signum).name
+            "%s: finishing connections in flight (send it again to stop at once)",
+            signal.Signals(signum).name,
         )
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         server.request_stop()
 
     signal.signal(signal.SIGTERM, _stop)

@@ -131,6 +131,30 @@ def _crop_centre(x: Any, shape: tuple[int, ...]) -> Any:
     return x[(..., *index)]
 
 
+def fully_sampled_centre(kspace: Any, max_width: int) -> tuple[int, ...]:
+    """Size per axis of the fully sampled central region of ``kspace`` (ncoils, *shape).
+
+    Along each axis, the run of sampled (non-zero) positions around the centre ``n // 2``,
+    limited to ``max_width``, kept symmetric about the centre; an undersampled data set whose
+    reference region is narrower than the requested calibration width then calibrates on
+    its reference lines only, never on zero-filled lines.
+    """
+    xp = array_module(kspace)
+    sampled = xp.abs(kspace).max(axis=0) > 0
+    sizes = []
+    for axis, n in enumerate(sampled.shape):
+        other = tuple(a for a in range(sampled.ndim) if a != axis)
+        line = np.asarray(sampled.any(axis=other) if other else sampled)
+        line = line.get() if hasattr(line, "get") else line
+        centre, half = n // 2, 0
+        while half < n and line[max(centre - half - 1, 0)] and line[min(centre + half, n - 1)]:
+            half += 1
+            if 2 * half >= min(max_width, n):
+                break
+        sizes.append(max(1, min(2 * half, max_width, n)))
+    return tuple(sizes)
+
+
 def calibration_matrix(calib: Any, kernel: tuple[int, ...]) -> Any:
     """Block-Hankel calibration matrix of ``calib`` (ncoils, *cshape).
 
@@ -259,7 +283,8 @@ def espirit_maps(
     ----------
     kspace_calib : array, complex, shape ``(ncoils, *cshape)``
         Fully sampled centre of k-space (or all of k-space; the central ``calib_width``
-        per axis is used), DC at index ``n // 2`` of each axis.
+        per axis is used, shrunk to the fully sampled lines, see
+        :func:`fully_sampled_centre`), DC at index ``n // 2`` of each axis.
     shape : tuple of int
         Image shape of the maps, same number of axes as ``cshape``. Axes of ``cshape`` of
         length 1 (a 2-D slice given as ``(1, ny, nx)``) get kernel width 1.
@@ -269,7 +294,8 @@ def espirit_maps(
         Calibration region per axis (BART 24).
     thresh : float
         Keep singular vectors of the calibration matrix with ``sigma > thresh * sigma_max``
-        (SigPy's convention and default, 0.02).
+        (SigPy's convention and default, 0.02; BART's ``-t 0.001`` keeps
+        ``val_i / val_0 > sqrt(0.001) = 0.032``, the same order).
     crop : float
         Zero the maps where their eigenvalue is below this (BART 0.8, SigPy 0.95).
     nmaps : int
@@ -294,8 +320,9 @@ def espirit_maps(
             f"ESPIRiT: calibration data {kspace_calib.shape} do not match image shape {shape}"
         )
     nc = kspace_calib.shape[0]
-    cshape = tuple(min(calib_width, n) for n in kspace_calib.shape[1:])
-    calib = _crop_centre(xp.asarray(kspace_calib, dtype=xp.complex64), cshape)
+    data = xp.asarray(kspace_calib, dtype=xp.complex64)
+    cshape = fully_sampled_centre(_crop_centre(data, (calib_width,) * (data.ndim - 1)), calib_width)
+    calib = _crop_centre(data, cshape)
     kernel = tuple(1 if c == 1 else min(kernel_width, c) for c in cshape)
     for n, c in zip(shape, cshape, strict=True):
         if c == 1 and n != 1:

@@ -7,6 +7,14 @@
 - :mod:`recon.io.images`: ISMRMRD image files (write and read back)
 - :mod:`recon.io.dicom`: DICOM
 - :mod:`recon.io.cfl`: BART ``.cfl``/``.hdr``
+- :mod:`recon.io.header`: the XML header (``ismrmrd.xsd``, lenient fallback)
+- :mod:`recon.io.flags`: acquisition flags and readout kinds
+- :mod:`recon.io.summary`: what ``recon info`` reports
+- :mod:`recon.io.rawwrite`: bulk writer of ISMRMRD raw files (simulator, benchmarks)
+- :mod:`recon.io.atomic`: temporary name + rename for every output
+
+Geometry conventions (voxel index vs read/phase/slice, LPS vs RAS) are in
+:mod:`recon.geometry`.
 """
 
 from recon.io.ismrmrd import RawData, read_dataset

@@ -6,9 +6,10 @@ An ISMRMRD file holds ``/<group>/xml`` (the XML header, see :mod:`recon.io.heade
 trajectory_dimensions``) and ``data`` (variable-length float32 pairs, ``active_channels x
 number_of_samples`` complex samples). ``group`` is ``"dataset"`` unless told otherwise.
 
-:func:`read_dataset` reads the XML header and *all* acquisition headers at once (one h5py
-read of the ``head`` field, flattened into a struct of arrays, :class:`AcquisitionHeaders`),
-classifies the readouts by flag (:mod:`recon.io.flags`) and checks them. Samples are not
+:func:`read_dataset` reads the XML header and *all* acquisition headers at once (their bytes
+straight from storage, see :func:`_read_heads`, flattened into a struct of arrays,
+:class:`AcquisitionHeaders`), classifies the readouts by flag (:mod:`recon.io.flags`) and
+checks them. Samples are not
 loaded: :meth:`RawData.iter_blocks` reads the ``data`` (and ``traj``) fields of any set of
 readouts in blocks of bounded size, so a file larger than memory can be processed slice by
 slice (see :mod:`recon.io.sort`).
@@ -21,9 +22,13 @@ Bad input, decided here (``E`` = :class:`~recon.errors.InputError`, ``W`` =
   phase-correction readouts must all agree): E;
 - readouts with zero channels or zero samples: W, and the readouts are marked unusable;
 - a record whose ``data`` length disagrees with its header: E;
-- NaN/Inf samples (found when the samples are read): W, the samples are set to zero.
+- NaN/Inf samples (found when the samples are read): W, the samples are set to zero;
+- an XML header that does not validate against ``ismrmrd.xsd``: W
+  (:class:`~recon.io.header.HeaderWarning`), read leniently; XML that is not well-formed: E.
 
-Counters outside the encoding limits are checked when sorting (:mod:`recon.io.sort`).
+Counters outside the encoded matrix (E) or only outside the header's encoding limits (W)
+are checked when sorting (:mod:`recon.io.sort`). The CLI prints an E as one line naming the
+file and exits with code 2; outputs are written under temporary names (:mod:`recon.io.atomic`).
 """
 
 from __future__ import annotations
@@ -218,6 +223,8 @@ class RawData:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size == 0:
             return
+        if (np.diff(rows) <= 0).any():
+            raise ValueError("iter_blocks: rows must be strictly ascending")
         nc = self.head.active_channels[rows].astype(np.int64)
         ns = self.head.number_of_samples[rows].astype(np.int64)
         nbytes = 8 * nc * ns
@@ -264,33 +271,35 @@ class RawData:
         return group, out, coords
 
     def read(self, rows: np.ndarray, *, traj: bool = False) -> tuple:
-        """Samples (and trajectories) of ``rows`` at once; all must share their shape.
+        """Samples (and trajectories) of ``rows`` (any order) at once; all of one shape.
 
-        Returns ``(data (n, ncoils, nsamples) complex64, traj (n, nsamples, ndim) or None)``.
+        Returns ``(data (n, ncoils, nsamples) complex64, traj (n, nsamples, ndim) or None)``
+        in the order of ``rows``.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        shapes = {
-            (int(c), int(s))
-            for c, s in zip(
-                self.head.active_channels[rows], self.head.number_of_samples[rows], strict=True
+        unique, inverse = np.unique(rows, return_inverse=True)
+        shapes = set(
+            zip(
+                self.head.active_channels[unique].tolist(),
+                self.head.number_of_samples[unique].tolist(),
+                strict=True,
             )
-        }
+        )
         if len(shapes) > 1:
             raise InputError(f"{self.path}: readouts differ in channels x samples {sorted(shapes)}")
         nc, ns = shapes.pop() if shapes else (0, 0)
-        data = np.empty((len(rows), nc, ns), dtype=np.complex64)
-        coords = None
-        ndim = int(self.head.trajectory_dimensions[rows[0]]) if len(rows) else 0
-        if traj:
-            coords = np.empty((len(rows), ns, ndim), dtype=np.float32)
-        position = {int(r): j for j, r in enumerate(rows)}
-        order = np.argsort(rows, kind="stable")
-        for group, block, tblock in self.iter_blocks(rows[order], traj=traj):
-            where = np.array([position[int(g)] for g in group])
-            data[where] = block
+        ndim = int(self.head.trajectory_dimensions[unique[0]]) if len(unique) else 0
+        data = np.empty((len(unique), nc, ns), dtype=np.complex64)
+        coords = np.empty((len(unique), ns, ndim), dtype=np.float32) if traj else None
+        done = 0
+        for group, block, tblock in self.iter_blocks(unique, traj=traj):
+            data[done : done + len(group)] = block
             if traj:
-                coords[where] = tblock
-        return data, coords
+                coords[done : done + len(group)] = tblock
+            done += len(group)
+        if np.array_equal(unique, rows):
+            return data, coords
+        return data[inverse], (None if coords is None else coords[inverse])
 
 
 def _plan_blocks(

@@ -294,10 +294,10 @@ def _column_offsets(raw: RawData, rows: np.ndarray, nx: int) -> np.ndarray:
     ns = head.number_of_samples[rows].astype(np.int64)
     pre = head.discard_pre[rows].astype(np.int64)
     post = head.discard_post[rows].astype(np.int64)
-    centre = head.center_sample[rows].astype(np.int64) - pre
+    stated = head.center_sample[rows].astype(np.int64)
     kept = ns - pre - post
-    # A readout that states no centre (0) of a symmetric echo is centred.
-    centre = np.where(centre <= 0, kept // 2, centre)
+    # center_sample 0 means "not stated": the readout is taken as centred.
+    centre = np.where(stated > 0, stated - pre, kept // 2)
     start = nx // 2 - centre
     bad = (start < 0) | (start + kept > nx)
     if bad.any():
@@ -462,22 +462,6 @@ def sort_cartesian(
     block_bytes = _block_budget(block_bytes, kspace.nbytes)
     grid = _Grid(kspace)
 
-    calib = calib_grid = None
-    region = None
-    if calibration.size:
-        cy = _grid_positions(
-            raw, calibration, "kspace_encode_step_1", "kspace_encoding_step_1", enc, ny
-        )
-        cz = _grid_positions(
-            raw, calibration, "kspace_encode_step_2", "kspace_encoding_step_2", enc, nz
-        )
-        region = (slice(int(cz.min()), int(cz.max()) + 1), slice(int(cy.min()), int(cy.max()) + 1))
-        calib = np.zeros(
-            (nbatch, nc, region[0].stop - region[0].start, region[1].stop - region[1].start, nx),
-            dtype=np.complex64,
-        )
-        calib_grid = _Grid(calib, region[0].start, region[1].start)
-
     is_imaging = np.isin(raw.kinds, [int(k) for k in IMAGING_KINDS])
     is_calib = np.isin(raw.kinds, [int(k) for k in CALIBRATION_KINDS])
     x_start = np.zeros(len(raw), dtype=np.int64)
@@ -490,6 +474,18 @@ def sort_cartesian(
     z_all[both] = _grid_positions(
         raw, both, "kspace_encode_step_2", "kspace_encoding_step_2", enc, nz
     )
+
+    calib = calib_grid = None
+    region = None
+    if calibration.size:
+        cy, cz = y_all[calibration], z_all[calibration]
+        region = (slice(int(cz.min()), int(cz.max()) + 1), slice(int(cy.min()), int(cy.max()) + 1))
+        calib = np.zeros(
+            (nbatch, nc, region[0].stop - region[0].start, region[1].stop - region[1].start, nx),
+            dtype=np.complex64,
+        )
+        calib_grid = _Grid(calib, region[0].start, region[1].start)
+
     b_all = np.zeros(len(raw), dtype=np.int64)
     b_all[both], _ = _batch_index(raw, both, axes, counters)
     reverse = has_flag(raw.head.flags, REVERSE)
@@ -629,7 +625,7 @@ def trajectory_to_grid(
     edge of the grid (a fully sampled k-space extent). Values equal to ``N/2`` after
     scaling are wrapped to ``-N/2``.
     """
-    traj = np.asarray(traj, dtype=np.float64)
+    traj = np.asarray(traj, dtype=np.float32)
     ndim = traj.shape[-1]
     matrix = [int(n) for n in matrix[:ndim]]
     fovs = [float(f) if f > 0 else float(n) for f, n in zip(fov_mm[:ndim], matrix, strict=True)]
@@ -653,10 +649,11 @@ def trajectory_to_grid(
             f"unknown trajectory convention {convention!r}; use one of {sorted(CONVENTIONS)}"
         )
     scale = np.array([CONVENTIONS[convention](matrix[d], fovs[d]) for d in range(ndim)])
-    coord = traj * scale
-    half = np.array(matrix, dtype=np.float64) / 2
-    coord = np.where(coord >= half, coord - 2 * half, coord)
-    return coord[..., ::-1].astype(np.float32), convention
+    # float32 throughout (one array the size of the result plus the reversed copy).
+    coord = traj * scale.astype(np.float32)
+    half = np.array(matrix, dtype=np.float32) / 2
+    np.subtract(coord, 2 * half, out=coord, where=coord >= half)
+    return np.ascontiguousarray(coord[..., ::-1]), convention
 
 
 def sort_noncartesian(

@@ -122,6 +122,7 @@ def summarize(raw: RawData) -> dict[str, Any]:
     noise = raw.select(ReadoutKind.NOISE)
     channels = np.unique(head.active_channels[nonoise])
     return {
+        "kind": "raw",
         "file": str(raw.path),
         "header_validated": header.validated,
         "vendor": header.vendor,
@@ -145,3 +146,24 @@ def summarize(raw: RawData) -> dict[str, Any]:
         ),
         "encodings": [_encoding_summary(raw, i) for i in range(len(header.encodings))],
     }
+
+
+def summarize_images(series: list) -> dict[str, Any]:
+    """JSON-able summary of image series (from :func:`recon.io.images.read_ismrmrd_images`)."""
+    out = []
+    for item in series:
+        headers = item.headers
+        out.append(
+            {
+                "name": item.name,
+                "images": int(item.data.shape[0]),
+                "shape": [int(v) for v in item.data.shape[1:]],
+                "dtype": str(item.data.dtype),
+                "image_types": sorted({int(v) for v in headers["image_type"]}),
+                "series_index": sorted({int(v) for v in headers["image_series_index"]}),
+                "fov_mm": [round(float(v), 3) for v in headers["field_of_view"][0]],
+                "slices": int(np.unique(headers["slice"]).size),
+                "repetitions": int(np.unique(headers["repetition"]).size),
+            }
+        )
+    return {"kind": "images", "series": out}

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+CHUNK = 1 << 22  # complex128 phase factors per temporary block (64 MiB)
+
 
 def _positions(shape: tuple[int, ...], pixels: np.ndarray | None) -> np.ndarray:
     """Centred positions r, shape ``(npixels, ndim)``, of all or the given flat pixel indices."""
@@ -27,8 +29,9 @@ def nudft_forward(image: np.ndarray, coord: np.ndarray) -> np.ndarray:
     k = np.asarray(coord, dtype=np.float64) / np.asarray(shape)
     out = np.empty(k.shape[0], np.complex128)
     flat = image.ravel().astype(np.complex128)
-    for start in range(0, k.shape[0], 64):
-        out[start : start + 64] = np.exp(-2j * np.pi * (k[start : start + 64] @ r.T)) @ flat
+    step = max(1, CHUNK // r.shape[0])  # bounded temporary memory
+    for start in range(0, k.shape[0], step):
+        out[start : start + step] = np.exp(-2j * np.pi * (k[start : start + step] @ r.T)) @ flat
     return out / math.sqrt(math.prod(shape))
 
 
@@ -39,6 +42,7 @@ def nudft_adjoint(samples: np.ndarray, coord: np.ndarray, shape: tuple[int, ...]
     k = np.asarray(coord, dtype=np.float64) / np.asarray(shape)
     y = np.asarray(samples, dtype=np.complex128)
     out = np.empty(r.shape[0], np.complex128)
-    for start in range(0, r.shape[0], 32):
-        out[start : start + 32] = y @ np.exp(2j * np.pi * (k @ r[start : start + 32].T))
+    step = max(1, CHUNK // k.shape[0])
+    for start in range(0, r.shape[0], step):
+        out[start : start + step] = y @ np.exp(2j * np.pi * (k @ r[start : start + step].T))
     return out / math.sqrt(math.prod(shape))

@@ -240,6 +240,12 @@ def plan_run(
     chain = cfg.chain(acquisition)
     _check_possible(raw, cfg, acquisition, chain)
     slices = sorted(int(s) for s in np.unique(raw.head.slice[rows]))
+    three_d = raw.header.encoding.encoded_matrix[2] > 1
+    if three_d and len(slices) > 1:
+        raise InputError(
+            f"{raw.path}: {len(slices)} slabs of a 3D acquisition; the pipeline reconstructs "
+            "single-slab 3D or 2D multi-slice data"
+        )
     counters = [np.unique(getattr(raw.head, axis)[rows]) for axis in FRAME_AXES]
     frames = [
         tuple(int(v) for v in combo)

@@ -103,11 +103,16 @@ class Context:
     notes: list[str] = field(default_factory=list)
 
     def calibrated(self, kind: str, key: Any, build: Callable[[], Any]) -> Any:
-        """``build()`` once per ``(kind, key)``; later calls return the cached result."""
+        """``build()`` once per ``(kind, key)``; later calls return the cached result.
+
+        ``counts[kind]`` counts the calibrations actually made (a ``None`` result, such as
+        no whitening matrix without noise readouts, is cached but not counted).
+        """
         full = (kind, key)
         if full not in self.cache:
-            self.counts[kind] += 1
             self.cache[full] = build()
+            if self.cache[full] is not None:  # None: nothing to calibrate (e.g. no noise)
+                self.counts[kind] += 1
         return self.cache[full]
 
     def note(self, message: str) -> None:

@@ -8,10 +8,11 @@ image (2D slice or 3D slab) is reconstructed from. A unit is complete when
 - a readout carries ``ACQ_LAST_IN_MEASUREMENT`` (flag 25), or the stream ends: every pending unit.
 
 Noise readouts (``ACQ_IS_NOISE_MEASUREMENT``, flag 19) are kept aside for the whole session
-and handed to every unit (for prewhitening, as in offline mode). A completed unit that holds
-only parallel-imaging calibration readouts (``ACQ_IS_PARALLEL_CALIBRATION``, flag 20: a
-separate reference scan) yields no image; it is kept and attached to the following units of
-the same slice (offline calibrations are per slice too), so the reconstruction sees them.
+and handed to every unit (for prewhitening, as in offline mode). Reference lines
+(``ACQ_IS_PARALLEL_CALIBRATION``, flag 20) are remembered per slice: a completed unit made
+only of them (a separate reference scan) yields no image, and a later unit of that slice
+without calibration lines of its own (e.g. the next repetition) gets them attached, as
+offline reconstruction reuses a slice's calibration.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from functools import lru_cache
 
 import ismrmrd
 import numpy as np
+from ismrmrd.acquisition import AcquisitionHeader
 
 from recon.io.flags import ReadoutKind, classify
 
@@ -49,7 +51,10 @@ class ReconUnit:
     acquisitions : list of ismrmrd.Acquisition
         Imaging, embedded calibration and other readouts of the unit (noise excluded).
     calibration : list of ismrmrd.Acquisition
-        Readouts of a separate reference scan for this slice, if one came earlier.
+        For a unit without calibration lines of its own: the latest reference lines
+        (``PARALLEL_CALIBRATION`` only) received for its slice, relabelled with the unit's
+        counters, so that a repetition after a separate reference scan is calibrated with
+        it (offline, the calibration of a slice is likewise reused).
     noise : list of ismrmrd.Acquisition
         Every noise readout of the session received so far.
     completed_at : float
@@ -68,6 +73,11 @@ class ReconUnit:
         return [a for a in self.acquisitions if is_imaging(a)]
 
 
+_CALIBRATION = ReadoutKind.CALIBRATION
+_CALIBRATION_AND_IMAGING = ReadoutKind.CALIBRATION_AND_IMAGING
+_IMAGING = (ReadoutKind.IMAGING, ReadoutKind.CALIBRATION_AND_IMAGING)
+
+
 @lru_cache(maxsize=1024)
 def _kind_of_flags(flags: int) -> ReadoutKind:
     return ReadoutKind(int(classify(np.array([flags], np.uint64))[0]))
@@ -80,7 +90,19 @@ def kind(acquisition: ismrmrd.Acquisition) -> ReadoutKind:
 
 def is_imaging(acquisition: ismrmrd.Acquisition) -> bool:
     """True for readouts that belong in the image (embedded calibration lines included)."""
-    return kind(acquisition) in (ReadoutKind.IMAGING, ReadoutKind.CALIBRATION_AND_IMAGING)
+    return kind(acquisition) in _IMAGING
+
+
+def _nbytes(readouts: list[ismrmrd.Acquisition]) -> int:
+    return sum(a.data.nbytes + a.traj.nbytes for a in readouts)
+
+
+def _relabel(acquisition: ismrmrd.Acquisition, key: UnitKey) -> ismrmrd.Acquisition:
+    """A copy of a reference readout carrying the unit's counters (samples shared)."""
+    head = AcquisitionHeader.from_buffer_copy(acquisition.getHead())
+    for name, value in zip(UNIT_AXES, key, strict=True):
+        setattr(head.idx, name, value)
+    return ismrmrd.Acquisition(head, acquisition.data, acquisition.traj)
 
 
 class AcquisitionBuffer:
@@ -144,23 +166,28 @@ class AcquisitionBuffer:
         units = []
         for key in keys:
             acquisitions = self._pending.pop(key)
-            self._pending_bytes -= sum(a.data.nbytes + a.traj.nbytes for a in acquisitions)
-            calibration_key = key[0]
-            if not any(is_imaging(a) for a in acquisitions):
-                stored = [a for a in acquisitions if kind(a) == ReadoutKind.CALIBRATION]
-                old = self._calibration.pop(calibration_key, [])
-                self._pending_bytes -= sum(a.data.nbytes + a.traj.nbytes for a in old)
-                self._pending_bytes += sum(a.data.nbytes + a.traj.nbytes for a in stored)
-                if stored:
-                    self._calibration[calibration_key] = stored
+            self._pending_bytes -= _nbytes(acquisitions)
+            kinds = [kind(a) for a in acquisitions]
+            reference = [a for a, k in zip(acquisitions, kinds, strict=True) if k == _CALIBRATION]
+            if reference:
+                self._store_calibration(key[0], reference)
+            if not any(k in _IMAGING for k in kinds):
                 continue
+            own_calibration = reference or _CALIBRATION_AND_IMAGING in kinds
+            stored = self._calibration.get(key[0], [])
             units.append(
                 ReconUnit(
                     key=key,
                     acquisitions=acquisitions,
-                    calibration=self._calibration.get(calibration_key, []),
+                    calibration=[] if own_calibration else [_relabel(a, key) for a in stored],
                     noise=list(self.noise),
                     completed_at=now,
                 )
             )
         return units
+
+    def _store_calibration(self, slice_: int, readouts: list[ismrmrd.Acquisition]) -> None:
+        """Keep the latest reference lines of a slice (bytes counted in the bound)."""
+        self._pending_bytes -= _nbytes(self._calibration.get(slice_, []))
+        self._pending_bytes += _nbytes(readouts)
+        self._calibration[slice_] = readouts

@@ -48,9 +48,22 @@ _NUCLEI = [
 _THIRD_VENTRICLE = ((0.0, 5.0, 0.0), (1.6, 11.0, 8.0))
 
 
-def _ellipsoid(points: np.ndarray, centre: Sequence[float], axes: Sequence[float]) -> np.ndarray:
-    d = (points - np.asarray(centre)) / np.asarray(axes)
-    return np.einsum("...i,...i->...", d, d) <= 1.0
+class _Points:
+    """Flat points sorted along x, so small ellipsoids test only a thin slab of candidates."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        self.flat = points.reshape(-1, 3)
+        self.order = np.argsort(self.flat[:, 0], kind="stable")
+        self.x = self.flat[self.order, 0]
+
+    def inside(self, centre: Sequence[float], axes: Sequence[float]) -> np.ndarray:
+        """Flat indices of the points inside an axis-aligned ellipsoid."""
+        centre, axes = np.asarray(centre, dtype=np.float64), np.asarray(axes, dtype=np.float64)
+        reach = axes.max()
+        lo, hi = np.searchsorted(self.x, [centre[0] - reach, centre[0] + reach], side="left")
+        candidates = self.order[lo:hi]
+        d = (self.flat[candidates] - centre) / axes
+        return candidates[np.einsum("ij,ij->i", d, d) <= 1.0]
 
 
 def _smooth_field(points: np.ndarray, rng: np.random.Generator, nwaves: int, wavelength_mm: float):
@@ -109,26 +122,25 @@ def brain_phantom_at(points_mm: np.ndarray, *, seed: int = 0) -> np.ndarray:
     wm = rho < wm_surface
     img[wm] = _INTENSITY["wm"]
 
-    mirrored = p * np.array([-1.0, 1.0, 1.0])
+    flat, wm, rho_flat = img.reshape(-1), wm.reshape(-1), rho.reshape(-1)
+    index = _Points(p)
     for centre, axes, key in _NUCLEI:
-        inside = _ellipsoid(p, centre, axes) | _ellipsoid(mirrored, centre, axes)
-        img[inside] = _INTENSITY[key]
-    img[_ellipsoid(p, *_THIRD_VENTRICLE)] = _INTENSITY["csf"]
+        for side in (1.0, -1.0):  # left and right
+            flat[index.inside((side * centre[0], *centre[1:]), axes)] = _INTENSITY[key]
+    flat[index.inside(*_THIRD_VENTRICLE)] = _INTENSITY["csf"]
 
     # Fine detail: white-matter lesions and small vessels inside the brain.
     for _ in range(8):
         centre = rng.uniform(-1, 1, 3) * HEAD_AXES_MM * 0.55
-        lesion = _ellipsoid(p, centre, rng.uniform(1.5, 4.0, 3))
-        img[lesion & wm] = _INTENSITY["lesion"]
+        lesion = index.inside(centre, rng.uniform(1.5, 4.0, 3))
+        flat[lesion[wm[lesion]]] = _INTENSITY["lesion"]
     for _ in range(60):
         centre = rng.uniform(-1, 1, 3) * HEAD_AXES_MM * 0.75
         axes = np.full(3, rng.uniform(0.6, 1.2))
         axes[rng.integers(3)] *= rng.uniform(3, 10)  # short vessel segments
-        vessel = _ellipsoid(p, centre, axes)
-        img[vessel & (rho < _SKULL_IN)] = _INTENSITY["vessel"]
-
-    sinus = _ellipsoid(p, SINUS_CENTRE_MM, np.full(3, SINUS_RADIUS_MM))
-    img[sinus] = 0.0  # air
+        vessel = index.inside(centre, axes)
+        flat[vessel[rho_flat[vessel] < _SKULL_IN]] = _INTENSITY["vessel"]
+    flat[index.inside(SINUS_CENTRE_MM, np.full(3, SINUS_RADIUS_MM))] = 0.0  # air
 
     texture = 1.0 + 0.08 * _smooth_field(p, rng, 6, 90.0)
     phase = 0.8 * _smooth_field(p, rng, 4, 260.0) + 0.012 * p[..., 0] - 0.008 * p[..., 1]

@@ -47,18 +47,11 @@ def relative_error(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float(np.linalg.norm(x - r) / np.linalg.norm(r))
 
 
-def golden_radial(nspokes: int, nsamples: int, n: int) -> np.ndarray:
-    """Golden-angle (111.25 deg) radial spokes through the centre, shape (nspokes, nsamples, 2),
-    grid units of an n x n image (the readout spans [-n/2, n/2))."""
-    angle = np.arange(nspokes) * np.deg2rad(111.246117975)
-    r = (np.arange(nsamples) - nsamples / 2) * n / nsamples
-    return np.stack([np.outer(np.sin(angle), r), np.outer(np.cos(angle), r)], -1).astype(np.float32)
-
-
-def spiral(ninterleaves: int, nsamples: int, n: int, turns: float, alpha: float = 1.0):
-    """Spiral-out interleaves ``k = (n/2) s^alpha exp(i 2 pi turns s)``, s in [0, 1), rotated
-    evenly; alpha > 1 samples the centre densely (variable density). Shape
-    (ninterleaves, nsamples, 2), grid units."""
+def variable_density_spiral(ninterleaves: int, nsamples: int, n: int, turns: float, alpha: float):
+    """Variable-density spiral-out interleaves ``k = (n/2) s^alpha exp(i 2 pi turns s)``, s in
+    [0, 1), rotated evenly; alpha > 1 samples the centre more densely than the edge (so coil
+    maps can be calibrated from the centre). Shape (ninterleaves, nsamples, 2), grid units.
+    (recon.noncart.trajectory.spiral is uniform density.)"""
     s = np.arange(nsamples) / nsamples
     arm = (n / 2) * s**alpha * np.exp(2j * np.pi * turns * s)
     k = arm[None] * np.exp(2j * np.pi * np.arange(ninterleaves) / ninterleaves)[:, None]
