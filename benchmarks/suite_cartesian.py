@@ -34,6 +34,7 @@ from benchmarks.harness import Row, measure
 from recon.backend import fftc, ifftc, rss
 from recon.cartesian.grappa import caipi_mask, find_acs, grappa
 from recon.cartesian.sampling import variable_density_mask
+from recon.iterative.blas import single_threaded_blas
 from recon.iterative.pics import pics
 from recon.iterative.scaling import estimate_scale
 from recon.metrics import scaled_nrmse
@@ -168,7 +169,10 @@ def _grappa_cases(quick: bool) -> list[Row]:
         fn = getattr(pygrappa, name)
 
         def run(fn=fn):
-            filled = fn(kk, calib, kernel_size=(5, 5), coil_axis=-1)
+            # Same BLAS policy as ours (one thread): spinning OpenBLAS threads on a shared
+            # machine would otherwise make the peer look 10x slower than it is.
+            with single_threaded_blas(np):
+                filled = fn(kk, calib, kernel_size=(5, 5), coil_axis=-1)
             return rss(ifftc(np.moveaxis(filled, -1, 0), axes=(1, 2)), 0)
 
         theirs = measure(

@@ -97,11 +97,11 @@ def header(
 
 
 def _noise_block(psi: np.ndarray, n: int, nsamples: int, rng) -> np.ndarray:
-    chol = np.linalg.cholesky(psi)
-    white = rng.standard_normal((n, psi.shape[0], nsamples)) + 1j * rng.standard_normal(
-        (n, psi.shape[0], nsamples)
-    )
-    return np.einsum("ij,njs->nis", chol, white / np.sqrt(2)).astype(np.complex64)
+    """Noise of covariance ``psi`` for ``n`` readouts, ``(n, ncoils, nsamples)`` complex64."""
+    nc = psi.shape[0]
+    white = rng.standard_normal((nc, n * nsamples)) + 1j * rng.standard_normal((nc, n * nsamples))
+    coloured = np.linalg.cholesky(psi) @ (white / np.sqrt(2))  # one matrix product
+    return coloured.reshape(nc, n, nsamples).transpose(1, 0, 2).astype(np.complex64)
 
 
 def _with_noise_readouts(writer: RawWriter, psi: np.ndarray, nsamples: int, rng) -> None:

@@ -51,6 +51,19 @@ def test_shipped_configs_are_valid_and_documented():
                 assert lines[j].startswith("#"), f"{name}: {line} is not documented"
         for acquisition in ACQUISITIONS:
             assert values["chain"][acquisition][-1] in ("combine", "sense", "cg-sense", "pics")
+    # every config states each reconstruction choice explicitly (chains, compression, maps,
+    # PI/CS, regularisation, iterations, partial Fourier, output, device)
+    for name, path in configs.items():
+        table = _toml(path)
+        assert (
+            any(table["select"].get(k) for k in ("vendor", "model", "field_strength_t", "channels"))
+            or name == "default"
+        ), name
+        for section, keys in SCHEMA.items():
+            if section in ("select", "noise"):
+                continue
+            missing = set(keys) - set(table.get(section, {}))
+            assert not missing, f"{name}: [{section}] does not state {sorted(missing)}"
     # default.toml states every key of the schema, each with a comment
     default = _toml(configs["default"])
     assert sum(len(v) for v in default.values()) == sum(len(v) for v in SCHEMA.values())
@@ -63,6 +76,8 @@ def _toml(path: Path) -> dict:
 
 
 def test_default_and_skyra_load_with_all_values():
+    for name in available_configs():  # every method a shipped config names is installed
+        assert load_config(name).name == name
     config = load_config("siemens_skyra_3t")
     assert config.get("grappa.kernel_2d") == [4, 5]
     assert config.get("scanner.noise_bandwidth") == pytest.approx(0.793)

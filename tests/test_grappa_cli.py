@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from recon.cli import app
 from recon.cli.cartesian import parse_kernel
-from recon.errors import ConfigError
+from recon.errors import ConfigError, InputError
 
 runner = CliRunner()
 
@@ -61,3 +61,16 @@ def test_kernel_parsing():
     for bad in ("5", "5xa", "0x4"):
         with pytest.raises(ConfigError):
             parse_kernel(bad)
+
+
+@pytest.mark.data
+def test_sense_cli_with_espirit_maps(shared_file, tmp_path):
+    src = shared_file("siemens_skyra_grappa_r3.h5")
+    out = tmp_path / "s"
+    result = runner.invoke(app, ["sense", str(src), "-o", str(out), "--maps", "espirit"])
+    assert result.exit_code == 0, result.output
+    image = np.asarray(nib.load(tmp_path / "s.nii.gz").dataobj)
+    assert image.shape[:2] == (192, 144)
+    assert float(image.max()) > 0
+    result = runner.invoke(app, ["sense", str(src), "-o", str(out), "--nmaps", "2"])
+    assert isinstance(result.exception, InputError)  # two maps need ESPIRiT

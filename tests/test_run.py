@@ -98,6 +98,9 @@ def test_run_jemris_spiral(shared_file, tmp_path, monkeypatch, capsys):
     assert summary["config"] == "default"
     assert summary["acquisition"] == "noncartesian"
     assert summary["chain"] == ["prewhiten", "dcf", "sensmaps", "cg-sense"]
+    assert summary["warnings"] == [
+        "jemris_spiral_slc30.h5: no noise readouts; prewhitening skipped"
+    ]
     nifti = nib.load(tmp_path / "j" / "jemris_spiral_slc30.nii.gz")
     assert_centre_at_position(nifti, path)
     image = np.asarray(nifti.dataobj).T[0]

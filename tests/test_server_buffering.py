@@ -58,43 +58,31 @@ def test_noise_is_kept_aside_and_given_to_every_unit():
     assert len(unit.noise) == 3 and len(unit.acquisitions) == 1
 
 
-def test_separate_reference_scan_is_attached_to_later_units():
-    """A calibration-only unit yields no image; its lines go with the slice's images."""
+def test_reference_scan_completed_alone_goes_with_its_unit():
+    """Reference lines flagged last-in-slice on their own yield no image; they join the
+    imaging readouts of the same unit (not other repetitions: calibrations are reused by
+    the reconstruction's context, as offline)."""
     buffer = AcquisitionBuffer()
-    calib = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION
+    calib, last = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION, ismrmrd.ACQ_LAST_IN_SLICE
     for s in range(2):
         for ky in range(3):
-            flags = (calib, ismrmrd.ACQ_LAST_IN_SLICE) if ky == 2 else (calib,)
+            flags = (calib, last) if ky == 2 else (calib,)
             assert buffer.add(_acq(s, ky, flags=flags)) == []
+    one = 2 * 8 * 8
+    assert buffer.pending_bytes == 6 * one
     units = []
     for repetition in range(2):
         for s in range(2):
-            units += buffer.add(_acq(s, 0, repetition, flags=(ismrmrd.ACQ_LAST_IN_SLICE,)))
-    assert len(units) == 4
-    assert all(len(u.calibration) == 3 for u in units)
+            units += buffer.add(_acq(s, 0, repetition, flags=(last,)))
+    assert [(u.key[0], u.key[3], len(u.calibration)) for u in units] == [
+        (0, 0, 3),
+        (1, 0, 3),
+        (0, 1, 0),
+        (1, 1, 0),
+    ]
+    assert all(c.idx.slice == u.key[0] for u in units for c in u.calibration)
     assert all(len(u.imaging) == 1 for u in units)
-    relabelled = {(c.idx.slice, c.idx.repetition) for u in units for c in u.calibration}
-    assert relabelled == {u.key[0:4:3] for u in units} == {(0, 0), (1, 0), (0, 1), (1, 1)}
-
-
-def test_reference_lines_reach_later_repetitions_only_when_needed():
-    """Rep 0 carries reference lines; rep 1 has none and gets them; embedded ACS does not."""
-    buffer = AcquisitionBuffer()
-    calib, cal_img = (
-        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION,
-        ismrmrd.ACQ_IS_PARALLEL_CALIBRATION_AND_IMAGING,
-    )
-    last = ismrmrd.ACQ_LAST_IN_SLICE
-    buffer.add(_acq(0, 5, flags=(calib,)))
-    (rep0,) = buffer.add(_acq(0, 0, flags=(last,)))
-    (rep1,) = buffer.add(_acq(0, 0, repetition=1, flags=(last,)))
-    buffer.add(_acq(0, 5, repetition=2, flags=(cal_img,)))
-    (rep2,) = buffer.add(_acq(0, 0, repetition=2, flags=(last,)))
-    assert (len(rep0.calibration), len(rep1.calibration), len(rep2.calibration)) == (0, 1, 0)
-    copy = rep1.calibration[0]
-    assert copy.idx.repetition == 1 and copy.idx.kspace_encode_step_1 == 5
-    assert np.shares_memory(copy.data, rep0.acquisitions[0].data)
-    assert rep0.acquisitions[0].idx.repetition == 0
+    assert buffer.pending_bytes == 0
 
 
 def test_buffered_bytes_are_bounded():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import h5py
+import ismrmrd
 import numpy as np
 from typer.testing import CliRunner
 
@@ -20,11 +21,15 @@ def test_simulate_cli_writes_file_and_truth(tmp_path):
     out = tmp_path / "demo.h5"
     args = ["simulate", str(out), "--matrix", "32", "--coils", "4", "--slices", "2"]
     args += ["--accel", "2", "--calib", "8", "--noise-readouts", "16", "--seed", "3"]
+    args += ["--te", "22", "--tr", "900", "--flip", "60", "--oblique", "10,0,0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "readouts: noise" in result.output and "16" in result.output
     with h5py.File(out, "r") as f:
         flags = f["dataset/data"]["head"]["flags"]
+        xml = f["dataset/xml"][0]
+    sequence = ismrmrd.xsd.CreateFromDocument(xml).sequenceParameters
+    assert (sequence.TE, sequence.TR, sequence.flipAngle_deg) == ([22.0], [900.0], [60.0])
     counts = flag_counts(flags)
     assert counts["noise_measurement"] == 16
     assert counts["parallel_calibration_and_imaging"] == 2 * 4

@@ -32,7 +32,7 @@ from recon.coils.prewhiten import (
     scale_covariance,
     whitening_matrix,
 )
-from recon.coils.sensitivity import inati_maps
+from recon.coils.sensitivity import espirit_maps, inati_maps
 from recon.errors import InputError
 from recon.io.sort import CartesianData
 from recon.iterative.pics import parse_terms, pics
@@ -138,7 +138,7 @@ def grappa_chain(
         sampled = flat_mask[i]
         if ry * rz > 1:
             if recon is None or i % per_slice == 0:
-                recon = _calibrated(ks, sampled, flat_lattice[i], calib, i, (ry, rz), kernel, reg)
+                recon = _calibrated(ks, flat_lattice[i], calib, i, (ry, rz), kernel, reg)
             coils = recon(ks)
             filled = fftc(coils, axes=_spatial(ndim))
             keep = sampled[0] if ndim == 2 else sampled
@@ -157,9 +157,7 @@ def grappa_chain(
     return out.reshape(*batch, *k.shape[-3:])
 
 
-def _calibrated(
-    ks, sampled, lattice_mask, calib, index, accel, kernel, reg, csm=None
-) -> GrappaRecon:
+def _calibrated(ks, lattice_mask, calib, index, accel, kernel, reg, csm=None) -> GrappaRecon:
     ry, rz = accel
     ndim = ks.ndim - 1
     lattice = detect_lattice(lattice_mask if ndim == 3 else lattice_mask[0], ry, rz)
@@ -195,7 +193,7 @@ def grappa_gfactor(
     ndim = 2 if k.shape[-3] == 1 else 3
     ks = k0[:, 0] if ndim == 2 else k0
     csm = maps[:, 0] if ndim == 2 else maps
-    recon = _calibrated(ks, sampled, lattice_mask, calib, 0, (ry, rz), kernel, reg, csm)
+    recon = _calibrated(ks, lattice_mask, calib, 0, (ry, rz), kernel, reg, csm)
     g = recon.gfactor()
     return g[None] if ndim == 2 else g
 
@@ -243,10 +241,23 @@ def lowres_maps(kspace: np.ndarray, sampled: np.ndarray) -> np.ndarray:
     return (low / np.maximum(norm, 1e-12 * norm.max())).astype(np.complex64)
 
 
+def _maps(kspace: np.ndarray, sampled: np.ndarray, method: str, nmaps: int) -> np.ndarray:
+    """Coil maps ``([nmaps,] ncoils, nz, ny, nx)`` of one k-space ``(ncoils, nz, ny, nx)``."""
+    if method == "lowres":
+        if nmaps != 1:
+            raise InputError("two sets of maps need ESPIRiT (maps method espirit)")
+        return lowres_maps(kspace, sampled)
+    if method == "espirit":
+        return espirit_maps(kspace, kspace.shape[1:], nmaps=nmaps)
+    raise InputError(f"coil maps {method!r}: use lowres or espirit")
+
+
 def sense_chain(
     data: CartesianData,
     *,
     maps: Any = None,
+    maps_method: str = "lowres",
+    nmaps: int = 1,
     regularizers: str = "",
     iterations: int = 20,
     solver: str = "auto",
@@ -262,7 +273,12 @@ def sense_chain(
     Parameters
     ----------
     maps : array ``(ncoils, nz, ny, nx)`` or ``(nmaps, ncoils, nz, ny, nx)``, optional
-        Coil maps on the recon grid; default :func:`lowres_maps` of each slice's first index.
+        Coil maps on the recon grid; default: estimated per slice from its first index.
+    maps_method : str
+        ``"lowres"`` (:func:`lowres_maps`) or ``"espirit"``
+        (:func:`recon.coils.sensitivity.espirit_maps` with its defaults).
+    nmaps : int
+        ESPIRiT maps per coil (1, or 2 for soft SENSE; the image then has two components).
     regularizers, iterations, solver, l2
         See :func:`recon.iterative.pics.pics`.
 
@@ -285,7 +301,7 @@ def sense_chain(
     for sl in range(nslices):
         ks = flat_k[sl * per : (sl + 1) * per]
         ms = flat_mask[sl * per : (sl + 1) * per]
-        smaps = maps if maps is not None else lowres_maps(ks[0], ms[0, :, :, 0])
+        smaps = maps if maps is not None else _maps(ks[0], ms[0, :, :, 0], maps_method, nmaps)
         if ndim == 2:
             ks, ms, smaps = ks[:, :, 0], ms[:, 0], smaps[..., 0, :, :]
         if joint:

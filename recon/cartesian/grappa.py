@@ -32,7 +32,6 @@ prewhitening).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 
 from recon.backend import array_module, fftc, ifftc, rss
 from recon.errors import ConfigError, InputError
+from recon.iterative.blas import single_threaded_blas
 
 
 @dataclass(frozen=True)
@@ -232,20 +232,6 @@ class GrappaKernel:
                 phase = xp.exp(-2j * np.pi * xp.outer(d, r) / n).astype(xp.complex64)
                 out = xp.moveaxis(xp.tensordot(out, phase, axes=([axis], [0])), -1, axis)
         return out.reshape(out.shape[:2] + tuple(shape))
-
-
-def single_threaded_blas(xp: Any) -> Any:
-    """Context limiting NumPy's BLAS to one thread (a no-op for CuPy).
-
-    The GRAPPA matrices are small (hundreds of unknowns) and OpenBLAS threads spin-wait: on
-    this shared 2-core machine a 576 x 576 complex Cholesky took 3 s with its threads and
-    13 ms with one (measured under load), so calibration and unmixing run single-threaded.
-    """
-    if xp is not np:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _regularised_solve(a_t: Any, b: Any, reg: float) -> Any:

@@ -39,6 +39,19 @@ def _pick(cli: Any, config: Any, dotted: str, default: Any) -> Any:
     return default if config is None else config.get(dotted)
 
 
+def _maps_method(cli: str | None, config: Any) -> str:
+    """``--maps``, else the config's ``sensitivity.method`` when it is lowres or espirit."""
+    if cli is not None:
+        return cli
+    method = _pick(None, config, "sensitivity.method", "lowres")
+    return method if method in ("lowres", "espirit") else "lowres"
+
+
+def _magnitude(image: np.ndarray) -> np.ndarray:
+    """``(*batch, nmaps, nz, ny, nx)`` -> RSS over the maps ``(*batch, nz, ny, nx)``."""
+    return np.sqrt(np.sum(np.abs(image) ** 2, axis=-4))
+
+
 def parse_kernel(text: str) -> tuple[int, ...]:
     """``"5x4"`` (readout x phase, Gadgetron's order) -> ``(4, 5)`` in array order."""
     try:
@@ -132,16 +145,21 @@ def sense(
     lam: float = typer.Option(None, "--lambda", "-l", help="Tikhonov weight (0)."),
     prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
     config: str = typer.Option(None, "--config", help=CONFIG_HELP),
+    maps: str = typer.Option(None, "--maps", help="Coil maps: lowres or espirit."),
+    nmaps: int = typer.Option(1, "--nmaps", help="ESPIRiT maps: 1, or 2 (soft SENSE)."),
 ) -> None:
-    """CG-SENSE with coil maps from the calibration region."""
+    """CG-SENSE with coil maps from the calibration region (one or two ESPIRiT maps)."""
     from recon.cartesian.chain import sense_chain
 
     cfg = _config(config)
     its = _pick(iterations, cfg, "sense.iterations", 20)
     weight = _pick(lam, cfg, "sense.lambda", 0.0)
+    method = _maps_method(maps, cfg)
     header, data = _load(input)
-    image = sense_chain(data, iterations=its, l2=weight, whiten=prewhiten)
-    path = _write(output, np.abs(image[..., 0, :, :, :]), header, data, fmt, "CG-SENSE")
+    image = sense_chain(
+        data, maps_method=method, nmaps=nmaps, iterations=its, l2=weight, whiten=prewhiten
+    )
+    path = _write(output, _magnitude(image), header, data, fmt, "CG-SENSE")
     say(f"wrote {path}")
 
 
@@ -160,6 +178,7 @@ def pics(
     solver: str = typer.Option(None, "--solver", help="auto, fista, pdhg or cg."),
     prewhiten: bool = typer.Option(True, "--prewhiten/--no-prewhiten", help="Use noise scans."),
     config: str = typer.Option(None, "--config", help=CONFIG_HELP),
+    maps: str = typer.Option(None, "--maps", help="Coil maps: lowres or espirit."),
 ) -> None:
     """Regularised SENSE (L1-wavelet, TV, LLR) with BART-like data scaling."""
     from recon.cartesian.chain import sense_chain
@@ -168,7 +187,10 @@ def pics(
     regs = _pick(regularizers, cfg, "pics.regularizer", "l1-wavelet:0.005")
     its = _pick(iterations, cfg, "pics.iterations", 50)
     how = _pick(solver, cfg, "pics.solver", "auto")
+    method = _maps_method(maps, cfg)
     header, data = _load(input)
-    image = sense_chain(data, regularizers=regs, iterations=its, solver=how, whiten=prewhiten)
-    path = _write(output, np.abs(image[..., 0, :, :, :]), header, data, fmt, f"pics {regs}")
+    image = sense_chain(
+        data, maps_method=method, regularizers=regs, iterations=its, solver=how, whiten=prewhiten
+    )
+    path = _write(output, _magnitude(image), header, data, fmt, f"pics {regs}")
     say(f"wrote {path}")

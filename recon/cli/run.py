@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from recon.cli.app import STATE, app, console, say
+from recon.cli.app import STATE, app, console, err_console, say
 
 
 @app.command()
@@ -49,20 +50,25 @@ def run(
         def advance(description: str, done: int, total: int) -> None:
             bar.update(task, completed=done, total=total, description=description)
 
-        result = run_file(
-            input,
-            output,
-            config=config,
-            overrides=list(overrides or ()),
-            device=device,
-            formats=fmt_list,
-            progress=advance,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run_file(
+                input,
+                output,
+                config=config,
+                overrides=list(overrides or ()),
+                device=device,
+                formats=fmt_list,
+                progress=advance,
+            )
+    messages = list(dict.fromkeys(str(w.message) for w in caught))
     if as_json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps({**result.as_dict(), "warnings": messages}, indent=2))
         return
     if quiet:
         return
+    for message in messages:
+        err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
     how = "chosen from the header" if result.selection["automatic"] else "as requested"
     say(
         f"[bold]{Path(result.input).name}[/]: config [cyan]{result.config}[/] ({how}), "
@@ -81,8 +87,6 @@ def run(
     console.print(table)
     calib = ", ".join(f"{k} x{v}" for k, v in result.calibrations.items()) or "none"
     say(f"calibrations: {calib}")
-    for note in result.notes:
-        say(f"[yellow]note[/]: {note}")
     say(f"wrote {len(result.outputs)} file(s) to {result.output_dir}")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from recon.backend import array_module
+from recon.iterative.blas import single_threaded_blas
 from recon.iterative.operators import FiniteDifference
 from recon.iterative.solvers import DualTerm
 from recon.iterative.wavelet import Wavelet
@@ -157,9 +158,10 @@ class LocallyLowRank:
         mats = xp.transpose(split, order)
         nblocks = int(np.prod(nblk))
         mats = mats.reshape(nblocks, -1, lead[0])
-        u, s, vh = xp.linalg.svd(mats, full_matrices=False)
-        s = xp.maximum(s - self.lam * step, 0).astype(u.dtype)
-        mats = (u * s[:, None, :]) @ vh
+        with single_threaded_blas(xp):
+            u, s, vh = xp.linalg.svd(mats, full_matrices=False)
+            s = xp.maximum(s - self.lam * step, 0).astype(u.dtype)
+            mats = (u * s[:, None, :]) @ vh
         back = mats.reshape([split.shape[a] for a in order])
         inverse = np.argsort(order)
         out[(Ellipsis, *crop)] = xp.transpose(back, inverse).reshape(region.shape)

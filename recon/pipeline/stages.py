@@ -14,6 +14,7 @@ test can check that a 40-repetition series was calibrated once per slice.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import warnings
 from collections import Counter
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from recon.backend import Device, fftc, ifftc, to_host
+from recon.backend import Device, array_module, fftc, ifftc, to_host
 from recon.errors import ConfigError, InputError
 from recon.io.sort import NoiseData
 from recon.pipeline.config import ScannerConfig
@@ -130,13 +131,14 @@ def _slice_key(unit: Unit) -> tuple:
     return (unit.key.get("slice", 0), unit.trajectory_id())
 
 
-class Stage:
+class Stage(abc.ABC):
     """Base of all stages: ``name`` (as in the config chains) and ``__call__``."""
 
     name = ""
 
+    @abc.abstractmethod
     def __call__(self, unit: Unit, ctx: Context) -> None:
-        raise NotImplementedError
+        """Update ``unit`` in place (data, coil images or image)."""
 
 
 class Prewhiten(Stage):
@@ -291,19 +293,13 @@ def merged_kspace(unit: Unit) -> Any:
     """Imaging and calibration lines on one grid ``(ncoils, nz, ny, nx)``."""
     if unit.calib is None:
         return unit.data
-    xp = ctx_xp(unit.data)
+    xp = array_module(unit.data)
     k = unit.data.copy()
     sz, sy = unit.calib_region
     region = k[:, sz, sy, :]
     have = xp.abs(unit.calib).sum(axis=(0, -1)) > 0
     k[:, sz, sy, :] = xp.where(have[None, :, :, None], unit.calib, region)
     return k
-
-
-def ctx_xp(array: Any) -> Any:
-    from recon.backend import array_module
-
-    return array_module(array)
 
 
 class Grappa(Stage):

@@ -8,11 +8,12 @@ image (2D slice or 3D slab) is reconstructed from. A unit is complete when
 - a readout carries ``ACQ_LAST_IN_MEASUREMENT`` (flag 25), or the stream ends: every pending unit.
 
 Noise readouts (``ACQ_IS_NOISE_MEASUREMENT``, flag 19) are kept aside for the whole session
-and handed to every unit (for prewhitening, as in offline mode). Reference lines
-(``ACQ_IS_PARALLEL_CALIBRATION``, flag 20) are remembered per slice: a completed unit made
-only of them (a separate reference scan) yields no image, and a later unit of that slice
-without calibration lines of its own (e.g. the next repetition) gets them attached, as
-offline reconstruction reuses a slice's calibration.
+and handed to every unit (for prewhitening, as in offline mode). A group of readouts that
+completes with reference lines only (``ACQ_IS_PARALLEL_CALIBRATION``, flag 20: a separate
+reference scan flagged last-in-slice) yields no image; its lines are kept and handed to the
+imaging readouts of the same unit when they complete, so the unit holds what offline
+sorting would put in it. Calibrations are reused across units by the reconstruction's
+session context (as offline), not by copying reference lines into later units.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from functools import lru_cache
 
 import ismrmrd
 import numpy as np
-from ismrmrd.acquisition import AcquisitionHeader
 
 from recon.io.flags import ReadoutKind, classify
 
@@ -51,10 +51,7 @@ class ReconUnit:
     acquisitions : list of ismrmrd.Acquisition
         Imaging, embedded calibration and other readouts of the unit (noise excluded).
     calibration : list of ismrmrd.Acquisition
-        For a unit without calibration lines of its own: the latest reference lines
-        (``PARALLEL_CALIBRATION`` only) received for its slice, relabelled with the unit's
-        counters, so that a repetition after a separate reference scan is calibrated with
-        it (offline, the calibration of a slice is likewise reused).
+        Reference lines of this unit that arrived as a group of their own before it.
     noise : list of ismrmrd.Acquisition
         Every noise readout of the session received so far.
     completed_at : float
@@ -73,8 +70,6 @@ class ReconUnit:
         return [a for a in self.acquisitions if is_imaging(a)]
 
 
-_CALIBRATION = ReadoutKind.CALIBRATION
-_CALIBRATION_AND_IMAGING = ReadoutKind.CALIBRATION_AND_IMAGING
 _IMAGING = (ReadoutKind.IMAGING, ReadoutKind.CALIBRATION_AND_IMAGING)
 
 
@@ -97,14 +92,6 @@ def _nbytes(readouts: list[ismrmrd.Acquisition]) -> int:
     return sum(a.data.nbytes + a.traj.nbytes for a in readouts)
 
 
-def _relabel(acquisition: ismrmrd.Acquisition, key: UnitKey) -> ismrmrd.Acquisition:
-    """A copy of a reference readout carrying the unit's counters (samples shared)."""
-    head = AcquisitionHeader.from_buffer_copy(acquisition.getHead())
-    for name, value in zip(UNIT_AXES, key, strict=True):
-        setattr(head.idx, name, value)
-    return ismrmrd.Acquisition(head, acquisition.data, acquisition.traj)
-
-
 class AcquisitionBuffer:
     """Collect acquisitions and release :class:`ReconUnit` objects as they complete.
 
@@ -120,7 +107,7 @@ class AcquisitionBuffer:
         self.max_pending_bytes = max_pending_bytes
         self.noise: list[ismrmrd.Acquisition] = []
         self._pending: dict[UnitKey, list[ismrmrd.Acquisition]] = {}
-        self._calibration: dict[int, list[ismrmrd.Acquisition]] = {}
+        self._reference: dict[UnitKey, list[ismrmrd.Acquisition]] = {}
         self._pending_bytes = 0
 
     @property
@@ -166,28 +153,22 @@ class AcquisitionBuffer:
         units = []
         for key in keys:
             acquisitions = self._pending.pop(key)
-            self._pending_bytes -= _nbytes(acquisitions)
-            kinds = [kind(a) for a in acquisitions]
-            reference = [a for a, k in zip(acquisitions, kinds, strict=True) if k == _CALIBRATION]
-            if reference:
-                self._store_calibration(key[0], reference)
-            if not any(k in _IMAGING for k in kinds):
+            if not any(is_imaging(a) for a in acquisitions):
+                # A reference scan completed on its own: kept (its bytes stay counted) for
+                # the imaging readouts of the same unit.
+                reference = [a for a in acquisitions if kind(a) == ReadoutKind.CALIBRATION]
+                self._pending_bytes -= _nbytes(acquisitions) - _nbytes(reference)
+                self._reference.setdefault(key, []).extend(reference)
                 continue
-            own_calibration = reference or _CALIBRATION_AND_IMAGING in kinds
-            stored = self._calibration.get(key[0], [])
+            calibration = self._reference.pop(key, [])
+            self._pending_bytes -= _nbytes(acquisitions) + _nbytes(calibration)
             units.append(
                 ReconUnit(
                     key=key,
                     acquisitions=acquisitions,
-                    calibration=[] if own_calibration else [_relabel(a, key) for a in stored],
+                    calibration=calibration,
                     noise=list(self.noise),
                     completed_at=now,
                 )
             )
         return units
-
-    def _store_calibration(self, slice_: int, readouts: list[ismrmrd.Acquisition]) -> None:
-        """Keep the latest reference lines of a slice (bytes counted in the bound)."""
-        self._pending_bytes -= _nbytes(self._calibration.get(slice_, []))
-        self._pending_bytes += _nbytes(readouts)
-        self._calibration[slice_] = readouts

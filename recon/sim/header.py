@@ -63,7 +63,7 @@ def build_header(spec: SimSpec, *, step1_limits: tuple[int, int, int]) -> str:
     nslices = 1 if spec.volumetric else spec.slices
     limits = X.encodingLimitsType(
         kspace_encoding_step_1=limit(*step1_limits),
-        kspace_encoding_step_2=limit(0, nz - 1, nz // 2 if spec.cartesian or nz > 1 else 0),
+        kspace_encoding_step_2=limit(0, nz - 1, nz // 2),
         average=limit(0, 0, 0),
         slice=limit(0, nslices - 1, nslices // 2),
         contrast=limit(0, 0, 0),

@@ -116,12 +116,22 @@ def _nufft_type2(images: np.ndarray, coord: np.ndarray) -> np.ndarray:
     return samples / math.sqrt(math.prod(shape))
 
 
+def _stack_type2(images: np.ndarray, coord: np.ndarray) -> np.ndarray:
+    """``(ncoils, nz, ny, nx)`` -> ``(ncoils, nz, npts)``: centred FFT along z, then the same
+    2D NUFFT on every partition (equal to the 3D NUFFT at integer ``kz = p - nz // 2``)."""
+    hybrid = fftc(images, axes=(1,))
+    ncoils, nz = images.shape[:2]
+    samples = _nufft_type2(hybrid.reshape(ncoils * nz, *images.shape[2:]), coord)
+    return samples.reshape(ncoils, nz, len(coord))
+
+
 def noncartesian_kspace(
     coil_images: np.ndarray,
     coord: np.ndarray,
     *,
     field_hz: np.ndarray | None = None,
     sample_times_s: np.ndarray | None = None,
+    stack: bool = False,
 ) -> np.ndarray:
     """Non-Cartesian samples of coil images (FINUFFT type 2, eps 1e-6).
 
@@ -134,16 +144,20 @@ def noncartesian_kspace(
         Off-resonance map (Hz); needs ``sample_times_s``.
     sample_times_s : (npts,) float, optional
         Time after excitation of each sample (s).
+    stack : bool
+        Stack of stars: ``coil_images`` is 3D, ``coord`` 2D (``(npts, 2)``) and read on every
+        Cartesian partition ``kz = p - nz // 2`` (FFT along z, then one batched 2D NUFFT).
 
     Returns
     -------
-    (ncoils, npts) complex64
+    (ncoils, npts) complex64, or (ncoils, nz, npts) with ``stack``
     """
+    forward = _stack_type2 if stack else _nufft_type2
     if field_hz is None:
-        return _nufft_type2(coil_images, coord).astype(np.complex64)
+        return forward(coil_images, coord).astype(np.complex64)
     tau, coefficients = time_segments(sample_times_s, field_hz)
-    out = np.zeros((coil_images.shape[0], len(coord)), dtype=np.complex128)
+    out = 0
     for seg, t in enumerate(tau):
         phase = np.exp(-2j * np.pi * field_hz * t)
-        out += _nufft_type2(coil_images * phase, coord) * coefficients[seg]
+        out = out + forward(coil_images * phase, coord) * coefficients[seg]
     return out.astype(np.complex64)

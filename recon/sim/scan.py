@@ -58,6 +58,14 @@ def _bit(flag: int) -> np.uint64:
     return np.uint64(1 << (flag - 1))
 
 
+def _channel_mask(ncoils: int) -> np.ndarray:
+    """ISMRMRD ``channel_mask`` (16 x uint64, bit c set for each active channel c)."""
+    mask = np.zeros(16, dtype=np.uint64)
+    for c in range(ncoils):
+        mask[c // 64] |= np.uint64(1 << (c % 64))
+    return mask
+
+
 @dataclass
 class GroundTruth:
     """What was simulated (saved to ``<file>.truth.npz`` under these names).
@@ -133,6 +141,7 @@ class _Writer:
         head["phase_dir"] = self.rotation[:, 1]
         head["slice_dir"] = self.rotation[:, 2]
         head["measurement_uid"] = self.spec.seed
+        head["channel_mask"] = _channel_mask(self.spec.ncoils)
         return head
 
     def write(self, head: np.ndarray, data: np.ndarray, coords: np.ndarray | None = None):
@@ -309,14 +318,17 @@ def _noncartesian_scan(writer: _Writer, scene: _Scene) -> np.ndarray:
     _noise_block(writer, scene, nsamples)
     centre = 0 if spec.trajectory == "spiral" else nsamples // 2
     times = spec.te_ms * 1e-3 + (np.arange(nsamples) - centre) * spec.dwell_us * 1e-6
-    flat = coord.reshape(-1, ndim)
-    nblock = flat.shape[0] // nsamples  # readouts per slice (2D) or per slab (3D)
+    stack = spec.trajectory == "stack-of-stars"
+    plane = coord[0, ..., -2:].reshape(-1, 2)  # stack of stars: the same spokes everywhere
+    flat = plane if stack else coord.reshape(-1, ndim)
+    nblock = coord.shape[0] * nreadouts  # readouts per slice (2D) or per slab (3D)
     stored = np.ascontiguousarray(coord[..., ::-1].reshape(nblock, nsamples, ndim))
     parts = [slice(None)] if spec.volumetric else list(range(spec.slices))
     for s, part in enumerate(parts):
         model = {
             "field_hz": None if scene.fmap is None else scene.fmap[part],
-            "sample_times_s": np.tile(times, nblock) if spec.field_map else None,
+            "sample_times_s": np.tile(times, nreadouts) if spec.field_map else None,
+            "stack": stack,
         }
         images = scene.coil_images[:, part]
         base = noncartesian_kspace(images, flat, **model)

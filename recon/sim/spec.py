@@ -169,6 +169,10 @@ class SimSpec:
         need(self.dwell_us > 0 and self.noise_dwell > 0, "dwell times must be > 0")
         need(self.field_spread_hz >= 0, "field-map spread must be >= 0")
         need(
+            self.te_ms >= 0 and self.tr_ms > 0 and 0 < self.flip_deg <= 180,
+            "TE must be >= 0, TR > 0 and the flip angle in (0, 180] degrees",
+        )
+        need(
             len(self.oblique_deg) == 3 and len(self.centre_mm) == 3,
             "oblique angles and centre need 3 values",
         )
