@@ -1,12 +1,13 @@
 """ESPIRiT maps on simulated 32-coil data: truth, SENSE projection, two maps, 3-D, operator.
 
-Simulated data: ``cart_sim`` (brain-like phantom, 32 compact loops around the head, maps
-normalised to ``sum |S|^2 = 1``), noise-free so the numbers measure the method.
+Simulated data: ``recon.sim`` (brain phantom, 32 Biot-Savart loops in 4 rings, maps
+normalised to ``sum |S|^2 = 1``) for the 2-D slice, ``cart_sim`` for the small 3-D volume;
+noise-free so the numbers measure the method.
 
-Thresholds: on the 128 x 128 case our maps are within NRMSE 0.0055 of the truth inside the
-object and SigPy's EspiritCalib reaches 0.0049 on the same data; the 0.02 bound is ~4x
-that, far below the 0.20 of the same maps with the coils shifted by one (which the
-negative control checks). The SENSE projection bound is BART's ecalib test value, 0.05.
+Thresholds: on the 128 x 128 slice our maps are within NRMSE 0.005 of the truth inside the
+object (SigPy's EspiritCalib: 0.005 on similar data); the 0.02 bound is ~4x that, far
+below the error of the same maps with the coils shifted by one (which the negative
+control checks). The SENSE projection bound is BART's ecalib test value, 0.05.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def _projection_error(maps: np.ndarray, images: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def case2d():
+    from recon.sim.coils import coil_sensitivities
+    from recon.sim.phantom import brain_phantom
+
     shape = (128, 128)
-    truth, image = coil_maps(32, shape), phantom(shape)
+    truth, image = coil_sensitivities(32, shape), brain_phantom(shape)
     return truth, image, kspace(image, truth)
 
 
@@ -122,3 +126,17 @@ def test_undersampled_kspace_calibrates_on_its_reference_lines(case2d):
     maps = espirit_maps(under, (128, 128))
     inside = support(image)
     assert nrmse(maps[:, inside], _truth(truth, k, 20)[:, inside]) < 0.03
+
+
+def test_randomized_row_space_matches_the_exact_one():
+    """3-D calibration matrix (729 x 2048): the randomized solver finds the same subspace."""
+    from recon.coils.sensitivity import _row_space, calibration_matrix
+
+    shape = (24, 24, 24)
+    k = kspace(phantom(shape), coil_maps(32, shape))
+    a = calibration_matrix(k[:, 6:18, 6:18, 6:18], (4, 4, 4))
+    exact = _row_space(a, 0.02)
+    fast = _row_space(a, 0.02, exact_max=256)
+    assert exact.shape == fast.shape
+    distance = np.linalg.norm(exact @ exact.conj().T - fast @ fast.conj().T, 2)
+    assert distance < 1e-3

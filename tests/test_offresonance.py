@@ -5,8 +5,9 @@ an 8 ms readout, TE 2 ms), 8 coils, with the simulator's B0 map (``field_spread_
 -160..+70 Hz in the head, strongest near the frontal sinus) applied during the readout by the
 simulator's own time segmentation (about 8 segments, model error ~1e-5, FINUFFT at 1e-6); the
 file is read back with the ISMRMRD reader, and the sample times come from the header (TE and
-the readouts' dwell time). The reconstruction uses its own interpolators (6 segments by
-default), NUFFT tolerance 1e-4 and the true coil maps and field map.
+the readouts' dwell time). The reconstruction uses its own interpolators (7 segments by
+default, fitted over the whole FOV's -178..+72 Hz), NUFFT tolerance 1e-4, Toeplitz normal
+operator, and the true coil maps and field map.
 
 Measured: plain CG-SENSE (20 iterations) magnitude NRMSE 0.130 (complex 0.545), corrected
 0.055 (complex 0.058), the same as plain CG-SENSE of data simulated without a field map (0.055).

@@ -38,9 +38,11 @@ def _noise(psi: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def test_whitened_noise_is_identity_within_2_percent(rng):
-    """32 coils: noise scan at 5 us dwell, imaging at 2.5 us, bandwidth 0.793."""
+    """32 coils (recon.sim covariance): noise scan at 5 us dwell, imaging at 2.5 us, b 0.793."""
+    from recon.sim.noise import noise_covariance as simulated_covariance
+
     ncoils, t_noise, t_img, bw = 32, 5.0, 2.5, 0.793
-    psi_img = _covariance(ncoils, rng)  # pass-band covariance of the imaging readouts
+    psi_img = simulated_covariance(ncoils, seed=4)  # pass-band covariance of imaging readouts
     psi_scan = psi_img * (t_img / t_noise) * bw  # what the noise scan measures
     scan = _noise(psi_scan, 100_000, rng)
     imaging = _noise(psi_img, 100_000, rng)

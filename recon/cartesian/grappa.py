@@ -227,6 +227,8 @@ class GrappaKernel:
         with single_threaded_blas(xp):
             for axis, n in zip((2, 3, 4), grid, strict=True):
                 nd = out.shape[axis]
+                if n == 1 and nd == 1 and self.lo[axis - 2] == 0:
+                    continue  # a 2D grid: nothing to transform along z
                 d = xp.arange(nd) + self.lo[axis - 2]
                 r = xp.arange(n) - n // 2
                 phase = xp.exp(-2j * np.pi * xp.outer(d, r) / n).astype(xp.complex64)

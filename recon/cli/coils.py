@@ -45,8 +45,7 @@ def prewhiten(
         warnings.simplefilter("always", NoiseWarning)
         result, _ = prewhiten_file(src, out, noise=noise, bandwidth=bandwidth)
     for w in caught:
-        if issubclass(w.category, NoiseWarning):
-            say(f"[yellow]warning:[/yellow] {w.message}")
+        say(f"[yellow]warning:[/yellow] {w.message}")
     if result is None:
         say(f"wrote {out} (unchanged copy)")
         return
@@ -104,10 +103,16 @@ def sensmaps(
         raise ConfigError(f"sensmaps: unknown method {method!r} (espirit, walsh, inati)")
     if out.suffix not in (".npz", ".cfl"):
         raise InputError(f"{out}: output must end in .npz or .cfl")
-    maps, eig = sensitivity_maps_file(
-        src, method=method, nmaps=nmaps, kernel_width=kernel, calib_width=calib,
-        thresh=thresh, crop=crop,
-    )  # fmt: skip
+    from recon.coils.prewhiten import NoiseWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", NoiseWarning)
+        maps, eig = sensitivity_maps_file(
+            src, method=method, nmaps=nmaps, kernel_width=kernel, calib_width=calib,
+            thresh=thresh, crop=crop,
+        )  # fmt: skip
+    for w in caught:
+        say(f"[yellow]warning:[/yellow] {w.message}")
     if out.suffix == ".cfl":
         from recon.io.cfl import write_cfl
 

@@ -204,7 +204,7 @@ def _row_space(a: Any, thresh: float, *, exact_max: int = EXACT_MAX) -> Any:
 
 
 def _row_space_randomized(
-    a: Any, thresh: float, *, block: int = 256, power_iters: int = 4, seed: int = 0
+    a: Any, thresh: float, *, block: int = 256, power_iters: int = 2, seed: int = 0
 ) -> Any:
     """Leading right singular vectors by randomized subspace iteration (Halko, Martinsson,
     Tropp, SIAM Rev. 2011;53:217, algorithm 4.4), with an adaptive block size.

@@ -145,6 +145,7 @@ def export_nifti(
     sidecar: dict[str, Any] | None = None,
     *,
     magnitude: bool = True,
+    repetition_time_s: float | None = None,
 ) -> Path:
     """Write ``image`` as NIfTI-1 with the RAS affine of ``geometry`` (+ JSON sidecar).
 
@@ -160,6 +161,9 @@ def export_nifti(
         Written beside the image as ``<name>.json`` (see :func:`make_sidecar`).
     magnitude : bool
         Store ``abs(image)`` as float32 (default) or keep complex values (complex64).
+    repetition_time_s : float, optional
+        Time between frames of a 4D series, stored in ``pixdim[4]`` (seconds); default the
+        sidecar's ``RepetitionTime`` (fMRI).
 
     Returns
     -------
@@ -183,6 +187,10 @@ def export_nifti(
     affine = geometry.nifti_affine()
     img = nib.Nifti1Image(np.ascontiguousarray(data), affine)
     img.header.set_xyzt_units("mm", "sec")
+    if repetition_time_s is None and sidecar is not None:
+        repetition_time_s = sidecar.get("RepetitionTime")
+    if data.ndim == 4 and repetition_time_s:
+        img.header.set_zooms((*img.header.get_zooms()[:3], float(repetition_time_s)))
     img.header.set_qform(affine, code=1)
     img.header.set_sform(affine, code=1)
     with atomic_path(path) as tmp:

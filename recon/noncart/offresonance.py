@@ -42,6 +42,7 @@ import numpy as np
 
 from recon.backend import array_module, to_host
 from recon.errors import InputError
+from recon.iterative.blas import single_threaded_blas
 from recon.iterative.solvers import conjugate_gradient
 from recon.noncart.nufft import NufftPlan
 
@@ -108,7 +109,8 @@ def time_segment_interpolators(
     weight = np.sqrt(counts / counts.sum())[:, None]
     basis = weight * np.exp(-2j * np.pi * centres[:, None] * tau[None, :])
     target = weight * np.exp(-2j * np.pi * centres[:, None] * unique[None, :])
-    coefficients = np.linalg.pinv(basis, rcond=1e-10) @ target
+    with single_threaded_blas(np):  # small SVD: BLAS threads only spin-wait
+        coefficients = np.linalg.pinv(basis, rcond=1e-10) @ target
     return tau, coefficients[:, inverse].reshape(segments, *times.shape)
 
 

@@ -15,9 +15,8 @@ traced memory are recorded.
 :func:`run_file` does both and writes the images (NIfTI + JSON sidecar, PNG, ISMRMRD images
 with Meta, DICOM) through :mod:`recon.io.export` into a staging folder beside the output
 folder, moved into place only when complete; the sidecar, the Meta attributes, ``run.json``,
-``provenance.json``
-and ``config_used.toml`` record the exact configuration, so ``recon run IN --config
-OUT/config_used.toml`` reproduces the images.
+``provenance.json`` and ``config_used.toml`` record the exact configuration, so ``recon run IN
+--config OUT/config_used.toml`` reproduces the images.
 """
 
 from __future__ import annotations

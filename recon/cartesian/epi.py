@@ -1,0 +1,293 @@
+"""EPI: ramp-sampling regridding and Nyquist ghost correction from phase-correction navigators.
+
+Readout trajectory
+------------------
+A trapezoidal readout gradient (ramp up ``ru``, flat top ``ft``, ramp down ``rd``, all in us)
+is sampled at ``t_i = acqDelayTime + i dwellTime`` for ``i < numSamples`` (the Siemens
+``trajectoryDescription`` of identifier ``ConventionalEPI``, as read by Gadgetron's
+EPIReconXGadget). The k-space position is the gradient area ``A(t_i)``, scaled so the samples
+span the encoded grid ``[-nx/2, nx/2 - 1]`` (grid units; without ramps ``k_i = i - nx/2``).
+A reversed readout (flag 22) runs the same trapezoid with the opposite sign, so after the
+sample order is flipped its sample ``j`` sits at ``-k_{n-1-j}`` (one grid unit off the
+forward positions even without ramps). Every line is regridded onto the uniform grid with
+the exact band-limited interpolator ``F_u F_k^+`` (``F_k`` the readout DFT at the sampled
+positions, ``F_u`` at the grid; the object is confined to the readout FOV), the
+least-squares sinc interpolation of Gadgetron's EPIReconXObjectTrapezoid.
+
+Nyquist ghost
+-------------
+Odd and even echoes see different eddy currents and timing: in the hybrid space (x, ky) the
+reversed lines carry a phase ``exp(i D(x))`` relative to the forward ones, with
+``D(x) = phi0 + phi1 x`` (x in pixels from the centre), which puts a ghost at N/2 along y.
+Three navigator readouts without phase encoding (flag 24, polarities +, -, +) measure it per
+slice (Heid, ISMRM 1997; Feinberg et al.): ``z(x) = p_rev(x) conj(p_fwd(x))`` summed over the
+coils, with ``p_fwd`` the mean of the forward navigators (cancelling the linear drift between
+echoes 1 and 3). The linear fit is done without phase unwrapping: the slope from the phase of
+the lag-1 autocorrelation ``sum_x z(x+1) conj(z(x))`` (Ahn & Cho, IEEE TMI 1987), the
+constant from the phase of ``sum_x z(x) exp(-i phi1 x)``. Lines are corrected by
+``exp(-+ i D(x) / 2)`` (reversed / forward) in hybrid space, before GRAPPA or the FFT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recon.backend import fftc, ifftc, rss
+from recon.errors import InputError
+from recon.io.flags import REVERSE, ReadoutKind, has_flag
+from recon.io.ismrmrd import RawData
+from recon.io.sort import CALIBRATION_KINDS, IMAGING_KINDS
+from recon.iterative.blas import single_threaded_blas
+
+#: trajectoryDescription user parameters of a Siemens ConventionalEPI readout.
+TRAPEZOID_KEYS = ("rampUpTime", "flatTopTime", "rampDownTime", "acqDelayTime", "numSamples")
+
+
+def _gradient_area(t: np.ndarray, ramp_up: float, flat_top: float, ramp_down: float):
+    """Area under a unit trapezoid from 0 to ``t`` (us)."""
+    t = np.asarray(t, dtype=np.float64)
+    up = np.clip(t, 0, ramp_up)
+    area = up**2 / (2 * ramp_up) if ramp_up > 0 else np.zeros_like(t)
+    area = area + np.clip(t - ramp_up, 0, flat_top)
+    if ramp_down > 0:
+        down = np.clip(t - ramp_up - flat_top, 0, ramp_down)
+        area = area + down - down**2 / (2 * ramp_down)
+    return area
+
+
+def trapezoid_kx(ramp_up_us: float, flat_top_us: float, ramp_down_us: float,
+                 acq_delay_us: float, num_samples: int, dwell_us: float,
+                 nx: int) -> np.ndarray:  # fmt: skip
+    """k-space positions (grid units) of a forward trapezoidal readout.
+
+    Parameters
+    ----------
+    ramp_up_us, flat_top_us, ramp_down_us : float
+        Gradient trapezoid timing (us).
+    acq_delay_us : float
+        Time of the first sample after the start of the ramp up (us).
+    num_samples : int
+        Samples per readout.
+    dwell_us : float
+        Sample spacing (us).
+    nx : int
+        Encoded matrix along the readout.
+
+    Returns
+    -------
+    (num_samples,) float64
+        ``k_i`` increasing from ``-nx/2`` to ``nx/2 - 1``.
+    """
+    end = ramp_up_us + flat_top_us + ramp_down_us
+    t = acq_delay_us + np.arange(num_samples) * dwell_us
+    if num_samples < 2 or dwell_us <= 0 or acq_delay_us < 0 or t[-1] > end + 1e-9:
+        raise InputError(
+            f"EPI trapezoid: {num_samples} samples of {dwell_us} us from {acq_delay_us} us "
+            f"do not fit in the {end} us readout gradient"
+        )
+    area = _gradient_area(t, ramp_up_us, flat_top_us, ramp_down_us)
+    if area[-1] - area[0] <= 0:
+        raise InputError("EPI trapezoid: the samples cover no gradient area")
+    return -nx / 2 + (nx - 1) * (area - area[0]) / (area[-1] - area[0])
+
+
+def header_kx(trajectory_description: dict[str, Any], nx: int, dwell_us: float) -> np.ndarray:
+    """Forward readout positions from a header's ``trajectoryDescription`` (see
+    :func:`trapezoid_kx`); ``dwellTime`` there (us) wins over the readouts' ``dwell_us``.
+
+    Without the trapezoid parameters the readout is uniform, ``k_i = i - nx/2``."""
+    missing = [key for key in TRAPEZOID_KEYS if key not in trajectory_description]
+    if len(missing) == len(TRAPEZOID_KEYS):
+        return np.arange(nx) - nx / 2
+    if missing:
+        raise InputError(f"EPI trajectoryDescription lacks {', '.join(missing)}")
+    d = trajectory_description
+    dwell = float(d.get("dwellTime", dwell_us))
+    return trapezoid_kx(float(d["rampUpTime"]), float(d["flatTopTime"]),
+                        float(d["rampDownTime"]), float(d["acqDelayTime"]),
+                        int(d["numSamples"]), dwell, nx)  # fmt: skip
+
+
+def regrid_matrix(kx: np.ndarray, nx: int) -> np.ndarray:
+    """``(nx, len(kx))`` complex64 operator taking a readout sampled at ``kx`` (grid units) to
+    the uniform grid ``-nx/2 .. nx/2 - 1``: ``F_u F_k^+`` with ``F[k, x] = exp(-2 pi i k x / nx)``
+    for the ``nx`` centred pixel positions ``x``. Reversed readouts, once flipped, sit at
+    ``-kx[::-1]``. Well conditioned when no gap between samples exceeds one grid unit (ramp
+    sampling then needs more samples than ``nx``)."""
+    x = np.arange(nx) - nx // 2
+    sampled = np.exp(-2j * np.pi * np.outer(np.asarray(kx, dtype=np.float64), x) / nx)
+    uniform = np.exp(-2j * np.pi * np.outer(np.arange(nx) - nx // 2, x) / nx)
+    with single_threaded_blas(np):  # small SVD: BLAS threads only spin-wait (recon.iterative.blas)
+        return (uniform @ np.linalg.pinv(sampled, rcond=1e-8)).astype(np.complex64)
+
+
+@dataclass
+class GhostPhase:
+    """Odd/even phase difference ``D(x) = phi0 + phi1 x`` (rad; x in pixels from the centre)."""
+
+    phi0: float
+    phi1: float
+
+    def profile(self, nx: int) -> np.ndarray:
+        """``D(x)`` for the ``nx`` pixels, float64."""
+        return self.phi0 + self.phi1 * (np.arange(nx) - nx // 2)
+
+
+def fit_ghost_phase(navigators: np.ndarray, reverse: np.ndarray) -> GhostPhase:
+    """Linear fit of the reversed-minus-forward phase of navigator readouts.
+
+    Parameters
+    ----------
+    navigators : (nnav, ncoils, nx) complex
+        Regridded navigator lines (k-space along x, reversed ones flipped).
+    reverse : (nnav,) bool
+        Polarity of each navigator; both polarities must be present.
+    """
+    reverse = np.asarray(reverse, dtype=bool)
+    if reverse.all() or not reverse.any():
+        raise InputError("EPI navigators: need readouts of both polarities")
+    profiles = ifftc(np.asarray(navigators, dtype=np.complex64), axes=(-1,))
+    z = (profiles[reverse].mean(axis=0) * np.conj(profiles[~reverse].mean(axis=0))).sum(axis=0)
+    phi1 = float(np.angle(np.vdot(z[:-1], z[1:])))
+    x = np.arange(z.shape[-1]) - z.shape[-1] // 2
+    phi0 = float(np.angle(np.sum(z * np.exp(-1j * phi1 * x))))
+    return GhostPhase(phi0, phi1)
+
+
+def correct_ghost(kspace: np.ndarray, reverse: np.ndarray, phase: GhostPhase) -> np.ndarray:
+    """Remove ``D(x)`` from lines ``(ncoils, ny, nx)``: reversed lines times
+    ``exp(-i D / 2)``, forward ones times ``exp(+i D / 2)``, in hybrid space."""
+    nx = kspace.shape[-1]
+    half = np.exp(0.5j * phase.profile(nx)).astype(np.complex64)
+    factor = np.where(np.asarray(reverse, dtype=bool)[:, None], np.conj(half), half)
+    return fftc(ifftc(kspace, axes=(-1,)) * factor, axes=(-1,)).astype(np.complex64)
+
+
+@dataclass
+class EpiSlices:
+    """Regridded (and ghost-corrected) EPI k-space per slice.
+
+    Attributes
+    ----------
+    kspace : (nslices, ncoils, ny, nx) complex64
+        Imaging lines, zeros where not sampled.
+    calib : (nslices, ncoils, cy, nx) complex64 or None
+        Calibration (ACS) lines, ``cy`` lines from the first calibration line.
+    phases : list of GhostPhase or None
+        Per slice, when corrected.
+    acceleration : int
+        R along ky (from the header).
+    """
+
+    kspace: np.ndarray
+    calib: np.ndarray | None
+    phases: list[GhostPhase] | None
+    acceleration: int
+
+
+def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True) -> EpiSlices:
+    """Sort one repetition of a 2D EPI file into regridded, ghost-corrected k-space per slice.
+
+    Every readout is flipped when reversed (flag 22) and regridded from the header's trapezoid
+    (``numSamples`` samples, :func:`header_kx`) onto the encoded ``nx``; imaging and
+    calibration lines are placed by ``kspace_encode_step_1`` (calibration-only lines of every
+    repetition: a separate ACS scan serves the whole series); with ``correct``, the slice's
+    phase-correction readouts (flag 24) give :class:`GhostPhase` (:func:`fit_ghost_phase`),
+    removed from all its lines (:func:`correct_ghost`).
+
+    Raises
+    ------
+    InputError
+        No imaging readouts in the repetition, a slice without navigators of both polarities
+        when ``correct``, or an incomplete trapezoid description.
+    """
+    enc = raw.header.encoding
+    nx, ny, _ = enc.encoded_matrix
+    head = raw.head
+    usable = raw.usable & (head.encoding_space_ref == 0)
+    here = usable & (head.repetition == repetition)
+    calib_only = raw.kinds == ReadoutKind.CALIBRATION
+    rows = {
+        "imaging": np.flatnonzero(here & np.isin(raw.kinds, [int(k) for k in IMAGING_KINDS])),
+        # a separate calibration scan (often only before the first repetition) serves all
+        "calib": np.flatnonzero(np.where(calib_only, usable, here) & np.isin(
+            raw.kinds, [int(k) for k in CALIBRATION_KINDS])),
+        "nav": np.flatnonzero(here & (raw.kinds == ReadoutKind.PHASE_CORRECTION)),
+    }  # fmt: skip
+    if rows["imaging"].size == 0:
+        raise InputError(f"{raw.path}: no EPI imaging readouts in repetition {repetition}")
+    slices = np.unique(head.slice[rows["imaging"]])
+    nc = int(head.active_channels[rows["imaging"][0]])
+    dwell = float(np.median(head.sample_time_us[rows["imaging"]]))
+    kx = header_kx(enc.trajectory_description, nx, dwell)
+    ns = len(kx)
+    if np.any(head.number_of_samples[np.concatenate(list(rows.values()))] != ns):
+        raise InputError(f"{raw.path}: EPI readouts do not all have the {ns} samples expected")
+    operators = (regrid_matrix(kx, nx), regrid_matrix(-kx[::-1], nx))
+    reverse = has_flag(head.flags, REVERSE)
+    ky = head.kspace_encode_step_1.astype(np.int64)
+    slot = np.searchsorted(slices, head.slice)
+
+    def lines(which: np.ndarray) -> np.ndarray:
+        """(len(which), ncoils, nx): flipped and regridded readouts."""
+        out = np.zeros((len(which), nc, nx), dtype=np.complex64)
+        if which.size == 0:
+            return out
+        where = {int(r): i for i, r in enumerate(which)}
+        for block_rows, block, _ in raw.iter_blocks(which):
+            i = np.array([where[int(r)] for r in block_rows])
+            rev = reverse[block_rows]
+            block = np.where(rev[:, None, None], block[..., ::-1], block)
+            out[i] = np.where(rev[:, None, None], block @ operators[1].T, block @ operators[0].T)
+        return out
+
+    kspace = np.zeros((len(slices), nc, ny, nx), dtype=np.complex64)
+    rev_img = np.zeros((len(slices), ny), dtype=bool)
+    r = rows["imaging"]
+    kspace[slot[r], :, ky[r]] = lines(r)
+    rev_img[slot[r], ky[r]] = reverse[r]
+    calib = rev_cal = None
+    r = rows["calib"]
+    r = r[np.isin(head.slice[r], slices)]
+    if r.size:
+        first = int(ky[r].min())
+        calib = np.zeros((len(slices), nc, int(ky[r].max()) - first + 1, nx), np.complex64)
+        rev_cal = np.zeros(calib.shape[::2], dtype=bool)
+        calib[slot[r], :, ky[r] - first] = lines(r)
+        rev_cal[slot[r], ky[r] - first] = reverse[r]
+    if not correct:
+        return EpiSlices(kspace, calib, None, enc.acceleration[0])
+    r = rows["nav"]
+    navigators = lines(r)
+    phases = []
+    for s, value in enumerate(slices):
+        mine = head.slice[r] == value
+        if not (reverse[r][mine].any() and (~reverse[r][mine]).any()):
+            raise InputError(
+                f"{raw.path}: slice {value} lacks phase-correction readouts of both polarities"
+            )
+        phase = fit_ghost_phase(navigators[mine], reverse[r][mine])
+        phases.append(phase)
+        kspace[s] = correct_ghost(kspace[s], rev_img[s], phase)
+        if calib is not None:
+            calib[s] = correct_ghost(calib[s], rev_cal[s], phase)
+    return EpiSlices(kspace, calib, phases, enc.acceleration[0])
+
+
+def reconstruct_epi(epi: EpiSlices) -> np.ndarray:
+    """Magnitude images ``(nslices, ny, nx)`` float32: GRAPPA with the calibration lines
+    (:func:`recon.cartesian.grappa.grappa`) when accelerated, else the root-sum-of-squares of
+    the coil images."""
+    from recon.cartesian.grappa import grappa
+
+    images = []
+    for s in range(epi.kspace.shape[0]):
+        if epi.acceleration > 1:
+            acs = None if epi.calib is None else epi.calib[s]
+            images.append(grappa(epi.kspace[s], ry=epi.acceleration, acs=acs))
+        else:
+            images.append(rss(ifftc(epi.kspace[s], axes=(-2, -1)), axis=0))
+    return np.abs(np.stack(images)).astype(np.float32)
