@@ -139,8 +139,11 @@ def _axes(ndim: int, axes: Sequence[int] | int | None) -> tuple[int, ...]:
     return tuple(a % ndim for a in axes)
 
 
-def _fft_module(x: Any) -> tuple[Any, dict[str, int]]:
-    xp = array_module(x)
+def fft_module(xp: ModuleType) -> tuple[Any, dict[str, int]]:
+    """The FFT module for an array module and its keyword arguments.
+
+    :mod:`scipy.fft` with all CPU workers for NumPy, ``cupy.fft`` (no extra arguments) for CuPy.
+    """
     if xp is np:
         return scipy.fft, {"workers": _CPU_WORKERS}
     return xp.fft, {}
@@ -164,7 +167,7 @@ def fftc(x: Any, axes: Sequence[int] | int | None = None) -> Any:
     """
     ax = _axes(x.ndim, axes)
     xp = array_module(x)
-    fft, kw = _fft_module(x)
+    fft, kw = fft_module(xp)
     shifted = xp.fft.ifftshift(x, axes=ax)
     return xp.fft.fftshift(fft.fftn(shifted, axes=ax, norm="ortho", **kw), axes=ax)
 
@@ -186,7 +189,7 @@ def ifftc(k: Any, axes: Sequence[int] | int | None = None) -> Any:
     """
     ax = _axes(k.ndim, axes)
     xp = array_module(k)
-    fft, kw = _fft_module(k)
+    fft, kw = fft_module(xp)
     shifted = xp.fft.ifftshift(k, axes=ax)
     return xp.fft.fftshift(fft.ifftn(shifted, axes=ax, norm="ortho", **kw), axes=ax)
 

@@ -68,8 +68,8 @@ def test_gcc_beats_svd_at_equal_virtual_coils(volume):
                                 axes=AXES))  # fmt: skip
         gcc = combine_rss(ifftc(apply_gcc(k, gcc_matrices(calib, nvirtual)), axes=AXES))
         err_svd, err_gcc = nrmse(svd[inside], ref), nrmse(gcc[inside], ref)
-        # measured 0.083 vs 0.026 (4 coils), 0.026 vs 0.0022 (8 coils) on a similar volume
-        assert err_gcc < 0.5 * err_svd
+        # measured SVD 0.173 vs GCC 0.082 (4 coils), 0.076 vs 0.016 (8 coils)
+        assert err_gcc < 0.6 * err_svd  # measured ratio 0.48 (4 coils), 0.21 (8 coils)
 
 
 def test_gcc_alignment_makes_matrices_vary_smoothly(volume):

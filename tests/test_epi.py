@@ -10,8 +10,9 @@ Ghost energy: mean |image|^2 in the object mask (dilated by 3 pixels) shifted by
 outside the dilated object, over the mean |image|^2 in the object. Reference: the phantom
 magnitude (the RSS of the true coil images, sum |S|^2 = 1), NRMSE inside the object.
 Measured (see the asserts): ramp-sampled R = 1 ghost 0.18 -> 5.0e-5, NRMSE 0.133 -> 0.0019;
-R = 2 GRAPPA with a separate 24-line EPI calibration: ghost 0.24 -> 3.0e-5, NRMSE 0.225 ->
-0.0032; navigator fits within 2e-4 rad (constant) and 5e-5 rad/pixel (slope) of the truth.
+R = 2 GRAPPA with a separate 24-line EPI calibration (2x readout oversampling, 185 ramp
+samples at 2.5 us): ghost 0.25 -> 3.0e-5, NRMSE 0.253 -> 0.0032; navigator fits within
+2e-4 rad (constant) and 5e-5 rad/pixel (slope) of the truth.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from recon.backend import fftc
+from recon.backend import fftc, ifftc
 from recon.cartesian.epi import (
     fit_ghost_phase,
     header_kx,
@@ -29,7 +30,7 @@ from recon.cartesian.epi import (
     sort_epi,
     trapezoid_kx,
 )
-from recon.errors import InputError
+from recon.errors import ConfigError, InputError
 from recon.io.flags import PHASE_CORRECTION, REVERSE, has_flag
 from recon.io.ismrmrd import read_dataset
 from recon.metrics import nrmse
@@ -65,7 +66,12 @@ def test_trapezoid_positions_and_regridding(rng):
     assert np.abs(uniform - (np.arange(nx) - nx / 2)).max() <= 1e-9
     assert ramp[0] == -nx / 2 and abs(ramp[-1] - (nx / 2 - 1)) <= 1e-9
     assert 0.5 <= np.diff(ramp).max() <= 0.8  # measured 0.795 on the flat top
+    # with readout-oversampling removal: uniform samples of a 2N readout -> central N
+    lines = rng.standard_normal((4, 2 * nx)) + 1j * rng.standard_normal((4, 2 * nx))
+    cropped = fftc(ifftc(lines, axes=(-1,))[:, nx // 2 : nx // 2 + nx], axes=(-1,))
+    crop_error = nrmse(lines @ regrid_matrix(np.arange(2 * nx) - nx, 2 * nx, nx).T, cropped)
     assert max(errors) <= 1e-5  # measured 2.1e-8, 2.2e-8
+    assert crop_error <= 1e-5  # measured 1.5e-8
 
 
 def test_bad_trapezoid_is_an_input_error():
@@ -87,31 +93,48 @@ def test_file_has_siemens_epi_header_and_flags(tmp_path):
     assert int(reverse.sum()) == spec.slices * (1 + spec.matrix // 2)  # 1 navigator + lines
 
 
-@pytest.mark.parametrize("ramp", [True, False])
-def test_ghost_correction_fully_sampled(tmp_path, ramp):
-    _, truth, raw = _scan(tmp_path, ramp_sampling=ramp)
+SAMPLING = {
+    "ramp": {},
+    "uniform": {"ramp_sampling": False},
+    "ramp-oversampled": {"oversampling": True, "ramp_dwell_us": 2.5},  # 185 samples
+}
+
+
+@pytest.mark.parametrize("sampling", list(SAMPLING))
+def test_ghost_correction_fully_sampled(tmp_path, sampling):
+    _, truth, raw = _scan(tmp_path, **SAMPLING[sampling])
     ghost_raw, err_raw = _ghost_and_error(reconstruct_epi(sort_epi(raw, correct=False)), truth)
     corrected = sort_epi(raw)
     ghost, err = _ghost_and_error(reconstruct_epi(corrected), truth)
     phi0 = np.array([p.phi0 for p in corrected.phases])
     phi1 = np.array([p.phi1 for p in corrected.phases])
-    assert np.abs(phi0 - truth.phi0).max() <= 1e-3  # measured 1.6e-4
-    assert np.abs(phi1 - truth.phi1).max() <= 2e-4  # measured 4e-5
-    assert ghost_raw >= 0.1  # measured 0.18 (ramp)
-    assert ghost <= 5e-4 and ghost <= ghost_raw / 500  # measured 5.0e-5 (ramp), 6.9e-5
-    assert err_raw >= 0.1  # measured 0.133 (ramp)
-    assert err <= 0.005  # measured 0.0019 (ramp), 0.0023
+    centres = corrected.geometry.nifti_affine() @ [0, 0, 1, 1]  # voxel (x, y, z) = (0, 0, 1)
+    assert corrected.kspace.shape == (2, 8, 64, 64)  # oversampling removed
+    assert corrected.geometry.shape == (2, 64, 64) and corrected.geometry.voxel_size_mm[0] == 3
+    assert abs(centres[2] - 0.0) <= 1e-6  # slice 1 of 2 sits at the centre (z = 0 mm)
+    # measured (ramp, uniform, ramp-oversampled): phi0 error 1.6e-4, 7.7e-5, 5.7e-5; phi1 4.2e-5,
+    # 6.6e-6, 3.6e-5; ghost 0.18 -> 5.0e-5, 6.9e-5, 5.0e-5; NRMSE 0.133 -> 0.0019, 0.0023, 0.0019
+    assert np.abs(phi0 - truth.phi0).max() <= 1e-3
+    assert np.abs(phi1 - truth.phi1).max() <= 2e-4
+    assert ghost_raw >= 0.1
+    assert ghost <= 5e-4 and ghost <= ghost_raw / 500
+    assert err_raw >= 0.1
+    assert err <= 0.005
 
 
 def test_ghost_correction_then_grappa(tmp_path):
-    _, truth, raw = _scan(tmp_path, accel=2)
+    """R = 2, ramp sampling with 2x readout oversampling (Siemens-like)."""
+    _, truth, raw = _scan(tmp_path, accel=2, oversampling=True, ramp_dwell_us=2.5)
     ghost_raw, err_raw = _ghost_and_error(reconstruct_epi(sort_epi(raw, correct=False)), truth)
     epi = sort_epi(raw)
     ghost, err = _ghost_and_error(reconstruct_epi(epi), truth)
+    full_readout = sort_epi(raw, correct=False, remove_oversampling=False)
+    assert full_readout.kspace.shape[-1] == 128 and epi.kspace.shape[-1] == 64
+    assert full_readout.geometry.voxel_size_mm == epi.geometry.voxel_size_mm
     assert epi.acceleration == 2 and epi.calib.shape[-2] == 24
-    assert ghost_raw >= 0.1  # measured 0.24
+    assert ghost_raw >= 0.1  # measured 0.249
     assert ghost <= 5e-4 and ghost <= ghost_raw / 500  # measured 3.0e-5
-    assert err_raw >= 0.15  # measured 0.225
+    assert err_raw >= 0.15  # measured 0.253
     assert err <= 0.01  # measured 0.0032
 
 
@@ -140,3 +163,9 @@ def test_three_navigators_cancel_a_phase_drift(rng):
     two = fit_ghost_phase(navs[:2], reverse[:2])
     assert abs(three.phi0 - phi0) <= 1e-5 and abs(three.phi1 - phi1) <= 1e-6
     assert abs(two.phi0 - phi0 - drift) <= 1e-5  # the two-navigator fit is off by the drift
+
+
+def test_too_long_ramp_dwell_is_a_config_error():
+    with pytest.raises(ConfigError, match="leaves gaps"):
+        EpiSpec(ramp_dwell_us=8.0).validate()
+    assert EpiSpec().samples == 93

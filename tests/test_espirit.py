@@ -140,3 +140,15 @@ def test_randomized_row_space_matches_the_exact_one():
     assert exact.shape == fast.shape
     distance = np.linalg.norm(exact @ exact.conj().T - fast @ fast.conj().T, 2)
     assert distance < 1e-3
+
+
+@pytest.mark.gpu
+def test_gpu_maps_match_cpu(case2d):
+    """The same code on CuPy arrays gives the CPU maps (float32 round-off)."""
+    import cupy
+
+    _, image, k = case2d
+    cpu = espirit_maps(k, (128, 128))
+    gpu = espirit_maps(cupy.asarray(k), (128, 128))
+    inside = support(image)
+    assert nrmse(cupy.asnumpy(gpu)[:, inside], cpu[:, inside]) < 1e-4

@@ -33,20 +33,25 @@ def _referenced(truth, data):
 
 
 def test_walsh_and_inati_from_calibration_images(case):
-    """24 x 24 calibration, Hann-windowed: maps within 6 % of the truth inside the object.
+    """24 x 24 calibration, Hann-windowed, 16 coils at 96 x 96.
 
-    Measured 0.030 for both on a 128 x 128, 32-coil case; the error is the blur of the
-    low-resolution images at the object's edge. Inati's matrix-free iteration converges
-    to Walsh's eigenvectors (measured difference < 1 %).
+    From full-resolution coil images Walsh's maps are within 0.021 of the truth (window 7;
+    the local covariance mixes pixels of different intensity). From the low-resolution
+    calibration images the blur dominates: measured 0.10 (ESPIRiT on the same calibration:
+    0.005), so the bound is 0.15. Inati's matrix-free iteration converges to Walsh's
+    eigenvectors (measured difference 0.0065).
     """
     truth, image, k = case
     calib = k[:, 36:60, 36:60]
-    images = calibration_images(calib, SHAPE)
     inside = support(image)
+    full = walsh_maps(truth * image)
+    ref_full = _referenced(truth, truth * image)
+    assert nrmse(full[:, inside], ref_full[:, inside]) < 0.04
+    images = calibration_images(calib, SHAPE)
     ref = _referenced(truth, calib)
     walsh, inati = walsh_maps(images), inati_maps(images)
-    assert nrmse(walsh[:, inside], ref[:, inside]) < 0.06
-    assert nrmse(inati[:, inside], ref[:, inside]) < 0.06
+    assert nrmse(walsh[:, inside], ref[:, inside]) < 0.15
+    assert nrmse(inati[:, inside], ref[:, inside]) < 0.15
     assert nrmse(inati[:, inside], walsh[:, inside]) < 0.02
     # without the phase reference (a per-pixel random phase) the same maps would be far off
     rng = np.random.default_rng(3)
@@ -64,9 +69,9 @@ def test_box_smooth_is_a_moving_average():
 def test_espirit_from_gridded_radial_calibration(case):
     """Golden-angle radial (128 spokes x 192 samples): calibration gridded at 24 x 24.
 
-    The gridded calibration region is within 10 % of the Cartesian one (measured 0.057,
-    NUFFT + density-compensation error), and the ESPIRiT maps from it are within 2 % of
-    the truth (measured 0.005), as from Cartesian data.
+    The gridded calibration region is within 10 % of the Cartesian one (NUFFT and
+    density-compensation error), and the ESPIRiT maps from it are within 4 % of the truth
+    (measured 0.022; 0.005 from the Cartesian calibration region).
     """
     from recon.noncart.dcf import radial_dcf
     from recon.noncart.nufft import nufft
@@ -82,7 +87,7 @@ def test_espirit_from_gridded_radial_calibration(case):
     assert nrmse(calib, cartesian) < 0.1
     maps = espirit_maps(calib, SHAPE)
     inside = support(image)
-    assert nrmse(maps[:, inside], _referenced(truth, calib)[:, inside]) < 0.02
+    assert nrmse(maps[:, inside], _referenced(truth, calib)[:, inside]) < 0.04
 
 
 @pytest.mark.parametrize("method", ["espirit", "inati"])

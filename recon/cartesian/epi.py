@@ -30,13 +30,16 @@ constant from the phase of ``sum_x z(x) exp(-i phi1 x)``. Lines are corrected by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from recon.backend import fftc, ifftc, rss
+from recon.cartesian.grappa import GrappaRecon, calibrate, detect_lattice, grappa
 from recon.errors import InputError
+from recon.geometry import Geometry, geometry_from_header, stack_slices
 from recon.io.flags import REVERSE, ReadoutKind, has_flag
 from recon.io.ismrmrd import RawData
 from recon.io.sort import CALIBRATION_KINDS, IMAGING_KINDS
@@ -111,17 +114,27 @@ def header_kx(trajectory_description: dict[str, Any], nx: int, dwell_us: float) 
                         int(d["numSamples"]), dwell, nx)  # fmt: skip
 
 
-def regrid_matrix(kx: np.ndarray, nx: int) -> np.ndarray:
-    """``(nx, len(kx))`` complex64 operator taking a readout sampled at ``kx`` (grid units) to
-    the uniform grid ``-nx/2 .. nx/2 - 1``: ``F_u F_k^+`` with ``F[k, x] = exp(-2 pi i k x / nx)``
-    for the ``nx`` centred pixel positions ``x``. Reversed readouts, once flipped, sit at
-    ``-kx[::-1]``. Well conditioned when no gap between samples exceeds one grid unit (ramp
-    sampling then needs more samples than ``nx``)."""
+def regrid_matrix(kx: np.ndarray, nx: int, nx_out: int | None = None) -> np.ndarray:
+    """Operator ``(nx_out, len(kx))`` complex64 taking a readout sampled at ``kx`` (grid units
+    of ``nx``) to the uniform grid ``-nx_out/2 .. nx_out/2 - 1``.
+
+    ``U_out C F_k^+``: ``F_k[k, x] = exp(-2 pi i k x / nx) / sqrt(nx)`` over the ``nx`` centred
+    pixels ``x`` (the least-squares readout profile), ``C`` keeps the central ``nx_out`` pixels
+    (readout-oversampling removal; default ``nx_out = nx``, no crop), ``U_out`` the orthonormal
+    DFT onto the output grid. Uniform samples at ``k = i - nx/2`` without crop give the
+    identity. Reversed readouts, once flipped, sit at ``-kx[::-1]``. Well conditioned when no
+    gap between samples exceeds one grid unit (ramp sampling then needs more samples than
+    ``nx``).
+    """
+    nx_out = nx if nx_out is None else nx_out
     x = np.arange(nx) - nx // 2
     sampled = np.exp(-2j * np.pi * np.outer(np.asarray(kx, dtype=np.float64), x) / nx)
-    uniform = np.exp(-2j * np.pi * np.outer(np.arange(nx) - nx // 2, x) / nx)
+    first = nx // 2 - nx_out // 2
+    centred = np.arange(nx_out) - nx_out // 2
+    uniform = np.exp(-2j * np.pi * np.outer(centred, centred) / nx_out) / np.sqrt(nx_out)
     with single_threaded_blas(np):  # small SVD: BLAS threads only spin-wait (recon.iterative.blas)
-        return (uniform @ np.linalg.pinv(sampled, rcond=1e-8)).astype(np.complex64)
+        profile = np.linalg.pinv(sampled / np.sqrt(nx), rcond=1e-8)[first : first + nx_out]
+        return (uniform @ profile).astype(np.complex64)
 
 
 @dataclass
@@ -136,7 +149,7 @@ class GhostPhase:
         return self.phi0 + self.phi1 * (np.arange(nx) - nx // 2)
 
 
-def fit_ghost_phase(navigators: np.ndarray, reverse: np.ndarray) -> GhostPhase:
+def fit_ghost_phase(navigators: np.ndarray, reverse: np.ndarray, order: int = 1) -> GhostPhase:
     """Linear fit of the reversed-minus-forward phase of navigator readouts.
 
     Parameters
@@ -145,13 +158,15 @@ def fit_ghost_phase(navigators: np.ndarray, reverse: np.ndarray) -> GhostPhase:
         Regridded navigator lines (k-space along x, reversed ones flipped).
     reverse : (nnav,) bool
         Polarity of each navigator; both polarities must be present.
+    order : int
+        1: constant and slope; 0: constant only (``phi1 = 0``), for noisy navigators.
     """
     reverse = np.asarray(reverse, dtype=bool)
     if reverse.all() or not reverse.any():
         raise InputError("EPI navigators: need readouts of both polarities")
     profiles = ifftc(np.asarray(navigators, dtype=np.complex64), axes=(-1,))
     z = (profiles[reverse].mean(axis=0) * np.conj(profiles[~reverse].mean(axis=0))).sum(axis=0)
-    phi1 = float(np.angle(np.vdot(z[:-1], z[1:])))
+    phi1 = float(np.angle(np.vdot(z[:-1], z[1:]))) if order >= 1 else 0.0
     x = np.arange(z.shape[-1]) - z.shape[-1] // 2
     phi0 = float(np.angle(np.sum(z * np.exp(-1j * phi1 * x))))
     return GhostPhase(phi0, phi1)
@@ -173,22 +188,31 @@ class EpiSlices:
     Attributes
     ----------
     kspace : (nslices, ncoils, ny, nx) complex64
-        Imaging lines, zeros where not sampled.
+        Imaging lines, zeros where not sampled (``nx`` of the recon FOV when the readout
+        oversampling was removed).
     calib : (nslices, ncoils, cy, nx) complex64 or None
         Calibration (ACS) lines, ``cy`` lines from the first calibration line.
     phases : list of GhostPhase or None
         Per slice, when corrected.
     acceleration : int
         R along ky (from the header).
+    geometry : Geometry
+        The slices stacked, ``(nslices, ny, nx)`` (for :func:`recon.io.export.export_nifti`).
+    calib_first : int
+        ``kspace_encode_step_1`` of the first calibration line (row 0 of ``calib``).
     """
 
     kspace: np.ndarray
     calib: np.ndarray | None
     phases: list[GhostPhase] | None
     acceleration: int
+    geometry: Geometry
+    calib_first: int = 0
 
 
-def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True) -> EpiSlices:
+def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
+             remove_oversampling: bool = True, slices: Sequence[int] | None = None,
+             fit_order: int = 1) -> EpiSlices:  # fmt: skip
     """Sort one repetition of a 2D EPI file into regridded, ghost-corrected k-space per slice.
 
     Every readout is flipped when reversed (flag 22) and regridded from the header's trapezoid
@@ -196,18 +220,28 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True) -> EpiS
     calibration lines are placed by ``kspace_encode_step_1`` (calibration-only lines of every
     repetition: a separate ACS scan serves the whole series); with ``correct``, the slice's
     phase-correction readouts (flag 24) give :class:`GhostPhase` (:func:`fit_ghost_phase`),
-    removed from all its lines (:func:`correct_ghost`).
+    removed from all its lines (:func:`correct_ghost`). With ``remove_oversampling`` the
+    regridding also crops the readout to the recon field of view (encoded FOV x larger than
+    the recon FOV x, e.g. Siemens' 2x readout oversampling). ``slices`` (``idx.slice``
+    values) restricts the sort to those slices (all by default); ``fit_order`` is the
+    navigator fit's ``order`` (:func:`fit_ghost_phase`).
 
     Raises
     ------
     InputError
-        No imaging readouts in the repetition, a slice without navigators of both polarities
-        when ``correct``, or an incomplete trapezoid description.
+        No imaging readouts in the repetition, readouts of another length than the trapezoid's
+        ``numSamples`` or outside the encoded lines, a slice without navigators of both
+        polarities when ``correct``, or an incomplete trapezoid description.
     """
     enc = raw.header.encoding
-    nx, ny, _ = enc.encoded_matrix
+    nx_enc, ny, _ = enc.encoded_matrix
+    nx, fov_x = nx_enc, enc.encoded_fov_mm[0]
+    if remove_oversampling and enc.encoded_fov_mm[0] > enc.recon_fov_mm[0] * (1 + 1e-6):
+        nx, fov_x = enc.recon_matrix[0], enc.recon_fov_mm[0]
     head = raw.head
     usable = raw.usable & (head.encoding_space_ref == 0)
+    if slices is not None:
+        usable = usable & np.isin(head.slice, list(slices))
     here = usable & (head.repetition == repetition)
     calib_only = raw.kinds == ReadoutKind.CALIBRATION
     rows = {
@@ -222,13 +256,16 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True) -> EpiS
     slices = np.unique(head.slice[rows["imaging"]])
     nc = int(head.active_channels[rows["imaging"][0]])
     dwell = float(np.median(head.sample_time_us[rows["imaging"]]))
-    kx = header_kx(enc.trajectory_description, nx, dwell)
+    kx = header_kx(enc.trajectory_description, nx_enc, dwell)
     ns = len(kx)
     if np.any(head.number_of_samples[np.concatenate(list(rows.values()))] != ns):
         raise InputError(f"{raw.path}: EPI readouts do not all have the {ns} samples expected")
-    operators = (regrid_matrix(kx, nx), regrid_matrix(-kx[::-1], nx))
+    operators = (regrid_matrix(kx, nx_enc, nx), regrid_matrix(-kx[::-1], nx_enc, nx))
     reverse = has_flag(head.flags, REVERSE)
     ky = head.kspace_encode_step_1.astype(np.int64)
+    used = np.concatenate(list(rows.values()))
+    if ky[used].min() < 0 or ky[used].max() >= ny:
+        raise InputError(f"{raw.path}: EPI kspace_encode_step_1 outside the {ny} encoded lines")
     slot = np.searchsorted(slices, head.slice)
 
     def lines(which: np.ndarray) -> np.ndarray:
@@ -250,16 +287,34 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True) -> EpiS
     kspace[slot[r], :, ky[r]] = lines(r)
     rev_img[slot[r], ky[r]] = reverse[r]
     calib = rev_cal = None
+    calib_first = 0
     r = rows["calib"]
     r = r[np.isin(head.slice[r], slices)]
     if r.size:
-        first = int(ky[r].min())
+        first = calib_first = int(ky[r].min())
         calib = np.zeros((len(slices), nc, int(ky[r].max()) - first + 1, nx), np.complex64)
         rev_cal = np.zeros(calib.shape[::2], dtype=bool)
         calib[slot[r], :, ky[r] - first] = lines(r)
         rev_cal[slot[r], ky[r] - first] = reverse[r]
+    geometry = []
+    for value in slices:
+        first = rows["imaging"][head.slice[rows["imaging"]] == value][0]
+        geometry.append(
+            geometry_from_header(
+                (1, ny, nx),
+                (fov_x, *enc.encoded_fov_mm[1:]),
+                head.position[first],
+                head.read_dir[first],
+                head.phase_dir[first],
+                head.slice_dir[first],
+                head.patient_table_position[first],
+            )
+        )
+    result = EpiSlices(
+        kspace, calib, None, enc.acceleration[0], stack_slices(geometry), calib_first
+    )
     if not correct:
-        return EpiSlices(kspace, calib, None, enc.acceleration[0])
+        return result
     r = rows["nav"]
     navigators = lines(r)
     phases = []
@@ -269,20 +324,19 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True) -> EpiS
             raise InputError(
                 f"{raw.path}: slice {value} lacks phase-correction readouts of both polarities"
             )
-        phase = fit_ghost_phase(navigators[mine], reverse[r][mine])
+        phase = fit_ghost_phase(navigators[mine], reverse[r][mine], fit_order)
         phases.append(phase)
         kspace[s] = correct_ghost(kspace[s], rev_img[s], phase)
         if calib is not None:
             calib[s] = correct_ghost(calib[s], rev_cal[s], phase)
-    return EpiSlices(kspace, calib, phases, enc.acceleration[0])
+    result.phases = phases
+    return result
 
 
 def reconstruct_epi(epi: EpiSlices) -> np.ndarray:
     """Magnitude images ``(nslices, ny, nx)`` float32: GRAPPA with the calibration lines
     (:func:`recon.cartesian.grappa.grappa`) when accelerated, else the root-sum-of-squares of
     the coil images."""
-    from recon.cartesian.grappa import grappa
-
     images = []
     for s in range(epi.kspace.shape[0]):
         if epi.acceleration > 1:
@@ -291,3 +345,35 @@ def reconstruct_epi(epi: EpiSlices) -> np.ndarray:
         else:
             images.append(rss(ifftc(epi.kspace[s], axes=(-2, -1)), axis=0))
     return np.abs(np.stack(images)).astype(np.float32)
+
+
+class EpiSeriesRecon:
+    """Reconstruct the frames of an EPI series (fMRI) with GRAPPA weights calibrated once.
+
+    The first accelerated frame calibrates one kernel per slice from its calibration lines
+    (:func:`recon.cartesian.grappa.calibrate`); every frame is then unmixed in image space by
+    :class:`recon.cartesian.grappa.GrappaRecon`, which reuses the weights, and combined by
+    root-sum-of-squares. Unaccelerated frames go through :func:`reconstruct_epi`.
+    """
+
+    def __init__(self) -> None:
+        self.recons: list[GrappaRecon] | None = None
+
+    def __call__(self, epi: EpiSlices) -> np.ndarray:
+        """Magnitude images ``(nslices, ny, nx)`` float32 of one frame from :func:`sort_epi`."""
+        if epi.acceleration == 1:
+            return reconstruct_epi(epi)
+        if self.recons is None:
+            if epi.calib is None:
+                raise InputError("EPI series: the first frame has no calibration lines")
+            self.recons = []
+            for s in range(epi.kspace.shape[0]):
+                lattice = detect_lattice(np.abs(epi.kspace[s]).sum(axis=(0, -1)) > 0,
+                                         epi.acceleration)  # fmt: skip
+                kernel = calibrate(epi.calib[s], ry=epi.acceleration, shift=lattice.shift)
+                self.recons.append(GrappaRecon(kernel, epi.kspace.shape[-2:], lattice))
+        if len(self.recons) != epi.kspace.shape[0]:
+            raise InputError(f"EPI series: {epi.kspace.shape[0]} slices, calibrated for "
+                             f"{len(self.recons)}")  # fmt: skip
+        images = [rss(r(epi.kspace[s]), axis=0) for s, r in enumerate(self.recons)]
+        return np.abs(np.stack(images)).astype(np.float32)

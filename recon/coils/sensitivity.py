@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from recon.backend import array_module, fftc, ifftc
+from recon.backend import array_module, fftc, ifftc, to_host
 from recon.errors import InputError
 
 # --------------------------------------------------------------------------------------
@@ -144,8 +144,7 @@ def fully_sampled_centre(kspace: Any, max_width: int) -> tuple[int, ...]:
     sizes = []
     for axis, n in enumerate(sampled.shape):
         other = tuple(a for a in range(sampled.ndim) if a != axis)
-        line = np.asarray(sampled.any(axis=other) if other else sampled)
-        line = line.get() if hasattr(line, "get") else line
+        line = to_host(sampled.any(axis=other) if other else sampled)
         centre, half = n // 2, 0
         while half < n and line[max(centre - half - 1, 0)] and line[min(centre + half, n - 1)]:
             half += 1
@@ -166,12 +165,12 @@ def calibration_matrix(calib: Any, kernel: tuple[int, ...]) -> Any:
     npos = [c - k + 1 for c, k in zip(cshape, kernel, strict=True)]
     if min(npos) < 1:
         raise InputError(f"ESPIRiT: calibration region {cshape} is smaller than kernel {kernel}")
-    cols = []
-    for offset in np.ndindex(*kernel):
+    ksize = int(np.prod(kernel))
+    a = xp.empty((nc, ksize, int(np.prod(npos))), dtype=calib.dtype)
+    for j, offset in enumerate(np.ndindex(*kernel)):
         index = tuple(slice(o, o + p) for o, p in zip(offset, npos, strict=True))
-        cols.append(calib[(slice(None), *index)].reshape(nc, -1))
-    a = xp.stack(cols, axis=1)  # (nc, K, npositions)
-    return a.reshape(nc * len(cols), -1).T
+        a[:, j] = calib[(slice(None), *index)].reshape(nc, -1)
+    return a.reshape(nc * ksize, -1).T
 
 
 #: Calibration matrices with both sides above this use the randomized row-space solver.
@@ -216,14 +215,14 @@ def _row_space_randomized(
     """
     xp = array_module(a)
     rng = np.random.default_rng(seed)
-    a = a.astype(xp.complex64)
+    a = a.astype(xp.complex64, copy=False)
     full = min(a.shape)
     b = min(block, full)
     while True:
         omega = rng.standard_normal((a.shape[1], b)) + 1j * rng.standard_normal((a.shape[1], b))
         q, _ = xp.linalg.qr(a @ xp.asarray(omega, dtype=xp.complex64))
         for _ in range(power_iters):
-            z, _ = xp.linalg.qr(a.conj().T @ q)
+            z, _ = xp.linalg.qr((q.conj().T @ a).conj().T)  # A^H Q without a copy of A^H
             q, _ = xp.linalg.qr(a @ z)
         _, sigma, vh = xp.linalg.svd(q.conj().T @ a, full_matrices=False)
         keep = sigma > thresh * sigma[0]

@@ -22,9 +22,10 @@ Normal operator by Toeplitz embedding (Fessler et al., IEEE TSP 2005;53:3393)::
 
     E^H W E x = sum_l conj(phi_l) S^H sum_m T_lm (S phi_m x),   phi_l = exp(-i 2 pi f tau_l)
 
-with ``T_lm = A^H diag(conj(b_l) w b_m) A`` Toeplitz: ``L^2`` kernels on the 2N grid computed
-once by one batched adjoint NUFFT; each application costs ``2 L`` FFTs on the 2N grid per
-coil, independent of the number of samples.
+with ``T_lm = A^H diag(conj(b_l) w b_m) A`` Toeplitz. ``T_ml = T_lm^H``, whose circulant
+embedding has the conjugate eigenvalues, so only the ``L (L + 1) / 2`` kernels with
+``l <= m`` are computed (once, by one batched adjoint NUFFT onto the 2N grid) and stored; each
+application costs ``2 L`` FFTs on the 2N grid per coil, independent of the number of samples.
 
 Shapes: images ``shape`` (``(ny, nx)`` or ``(nz, ny, nx)``), maps ``(ncoils, *shape)``, field
 map ``shape`` in Hz, samples ``(ncoils, *pts)`` with ``coord`` ``(*pts, ndim)`` in grid units
@@ -35,12 +36,11 @@ fitted on the host (float64) and moved to the device.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
 
-from recon.backend import array_module, to_host
+from recon.backend import array_module, fft_module, to_host
 from recon.errors import InputError
 from recon.iterative.blas import single_threaded_blas
 from recon.iterative.solvers import conjugate_gradient
@@ -132,14 +132,6 @@ def interpolation_error(
     return float(np.sqrt(np.mean(np.abs(approx - exact) ** 2)))
 
 
-def _fft_module(xp: Any) -> tuple[Any, dict[str, int]]:
-    if xp is np:
-        import scipy.fft
-
-        return scipy.fft, {"workers": os.cpu_count() or 1}
-    return xp.fft, {}
-
-
 def toeplitz_kernels(coord: Any, shape: tuple[int, ...], weights: Any, *, eps: float = 1e-5,
                      **plan_options: Any) -> Any:  # fmt: skip
     """FFTs of the Toeplitz kernels of ``A^H diag(d) A`` for complex sample weights ``d``.
@@ -163,14 +155,14 @@ def toeplitz_kernels(coord: Any, shape: tuple[int, ...], weights: Any, *, eps: f
     big = tuple(2 * n for n in shape)
     plan = NufftPlan(big, 2 * coord, eps=eps, **plan_options)
     xp = plan.xp
-    psf = plan.adjoint(xp.asarray(weights, dtype=xp.complex64))
+    psf = plan.adjoint(xp.ascontiguousarray(weights, dtype=xp.complex64))
     psf *= math.sqrt(math.prod(big)) / math.prod(shape)
     axes = tuple(range(-len(shape), 0))
     for axis in axes:
         index = [slice(None)] * psf.ndim
         index[axis] = 0
         psf[tuple(index)] = 0
-    fft, kw = _fft_module(xp)
+    fft, kw = fft_module(xp)
     return fft.fftn(xp.fft.ifftshift(psf, axes=axes), axes=axes, **kw).astype(xp.complex64)
 
 
@@ -197,17 +189,22 @@ class OffResonanceSense:
         are non-zero).
     eps : float
         NUFFT tolerance.
-    toeplitz : bool
-        Normal operator through the ``L^2`` Toeplitz kernels (default) or by NUFFTs.
+    toeplitz : bool, optional
+        Normal operator through the Toeplitz kernels (True) or by NUFFTs (False); default:
+        Toeplitz when its kernels fit in ``kernel_bytes``.
     batch_bytes : int
         Memory budget of the ``L`` 2N grids per coil handled at once by the Toeplitz normal.
+    kernel_bytes : int
+        Memory budget of the ``L (L + 1) / 2`` Toeplitz kernels (complex64 on the 2N grid)
+        for the default choice of ``toeplitz``.
     **plan_options
         Backend and device options of :class:`~recon.noncart.nufft.NufftPlan`.
     """
 
     def __init__(self, coord: Any, maps: Any, field_hz: Any, times_s: Any, *,
                  segments: int | None = None, weights: Any = None, mask: Any = None,
-                 eps: float = 1e-4, toeplitz: bool = True, batch_bytes: int = 1 << 29,
+                 eps: float = 1e-4, toeplitz: bool | None = None,
+                 batch_bytes: int = 1 << 29, kernel_bytes: int = 1 << 30,
                  **plan_options: Any) -> None:  # fmt: skip
         xp = self.xp = array_module(maps)
         self.maps = xp.asarray(maps, dtype=xp.complex64)
@@ -225,22 +222,24 @@ class OffResonanceSense:
             segments = default_segments(times_s, to_host(field_hz)[to_host(mask)])
         tau, coefficients = time_segment_interpolators(times_s, field_hz, segments, mask=mask)
         self.tau = tau
-        self.coefficients = xp.asarray(coefficients, dtype=xp.complex64)
+        self.coefficients = xp.ascontiguousarray(coefficients, dtype=xp.complex64)
         self.coefficients_conj = xp.conj(self.coefficients)
         field = xp.asarray(field_hz, dtype=xp.float64)
         self.phases = xp.stack([xp.exp(-2j * xp.pi * field * t).astype(xp.complex64) for t in tau])
         self.plan = NufftPlan(self.shape, coord, eps=eps, **plan_options)
         self.weights = None if weights is None else xp.asarray(weights, dtype=xp.float32)
         self.kernels = None
+        self.pairs = [(a, b) for a in range(segments) for b in range(a, segments)]
+        grid_bytes = 8 * 2 ** len(self.shape) * math.prod(self.shape)
+        if toeplitz is None:
+            toeplitz = len(self.pairs) * grid_bytes <= kernel_bytes
         if toeplitz:
             w = 1.0 if self.weights is None else self.weights
-            pairs = self.coefficients_conj[:, None] * (w * self.coefficients)[None, :]
-            pairs = xp.reshape(pairs, (segments * segments, *pairs.shape[2:]))
-            kernels = toeplitz_kernels(coord, self.shape, pairs, eps=min(eps, 1e-4),
-                                       **plan_options)  # fmt: skip
-            self.kernels = xp.reshape(kernels, (segments, segments, *kernels.shape[1:]))
-            grid_bytes = 8 * segments * 2 ** len(self.shape) * math.prod(self.shape)
-            self.coil_batch = max(1, batch_bytes // grid_bytes)
+            first, second = (xp.asarray([p[i] for p in self.pairs]) for i in (0, 1))
+            products = self.coefficients_conj[first] * (w * self.coefficients[second])
+            self.kernels = toeplitz_kernels(coord, self.shape, products, eps=min(eps, 1e-4),
+                                            **plan_options)  # fmt: skip
+            self.coil_batch = max(1, batch_bytes // (segments * grid_bytes))
 
     @property
     def segments(self) -> int:
@@ -272,7 +271,7 @@ class OffResonanceSense:
         if self.kernels is None:
             return self.rhs(self.forward(x))
         xp = self.xp
-        fft, kw = _fft_module(xp)
+        fft, kw = fft_module(xp)
         nd = len(self.shape)
         spatial = tuple(range(-nd, 0))
         big = tuple(2 * n for n in self.shape)
@@ -281,7 +280,11 @@ class OffResonanceSense:
         for start in range(0, self.maps.shape[0], self.coil_batch):
             maps = self.maps[start : start + self.coil_batch]
             grids = fft.fftn(maps[None] * segmented[:, None], s=big, axes=spatial, **kw)
-            mixed = xp.einsum("lm...,m...->l...", self.kernels[:, :, None], grids)
+            mixed = xp.zeros_like(grids)
+            for kernel, (a, b) in zip(self.kernels, self.pairs, strict=True):
+                mixed[a] += kernel * grids[b]
+                if a != b:
+                    mixed[b] += xp.conj(kernel) * grids[a]
             back = fft.ifftn(mixed, axes=spatial, overwrite_x=True, **kw)
             back = back[(Ellipsis, *(slice(0, n) for n in self.shape))]
             coils = (self.maps_conj[start : start + self.coil_batch] * back).sum(axis=1)
@@ -292,7 +295,7 @@ class OffResonanceSense:
 def cg_sense_offresonance(samples: Any, coord: Any, maps: Any, field_hz: Any, times_s: Any, *,
                           segments: int | None = None, weights: Any = None, mask: Any = None,
                           iterations: int = 20, tol: float = 1e-6, lam: float = 0.0,
-                          eps: float = 1e-4, toeplitz: bool = True,
+                          eps: float = 1e-4, toeplitz: bool | None = None,
                           **plan_options: Any) -> Any:  # fmt: skip
     """Off-resonance-corrected CG-SENSE: ``(E^H W E + lam I) x = E^H W y`` by CG, with ``E``
     the time-segmented encoding of :class:`OffResonanceSense`.

@@ -13,21 +13,10 @@ Zero-padding is pruned: the FFT along each axis only runs over the rows that are
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
-import numpy as np
-
-from recon.backend import array_module
+from recon.backend import array_module, fft_module
 from recon.noncart.nufft import NufftPlan
-
-
-def _fft_module(xp: Any) -> tuple[Any, dict[str, int]]:
-    if xp is np:
-        import scipy.fft
-
-        return scipy.fft, {"workers": os.cpu_count() or 1}
-    return xp.fft, {}
 
 
 class ToeplitzNormal:
@@ -70,14 +59,14 @@ class ToeplitzNormal:
             index = [slice(None)] * self.ndim
             index[axis] = 0
             psf[tuple(index)] = 0
-        fft, kw = _fft_module(xp)
+        fft, kw = fft_module(xp)
         kernel = fft.fftn(xp.fft.ifftshift(psf), **kw)
         self.kernel = xp.ascontiguousarray(kernel.real.astype(xp.float32))
 
     def __call__(self, x: Any) -> Any:
         """``A^H W A x`` for ``x`` of shape ``(..., *shape)``, complex64."""
         xp = array_module(x)
-        fft, kw = _fft_module(xp)
+        fft, kw = fft_module(xp)
         nd = self.ndim
         y = x
         for axis in range(-1, -nd - 1, -1):  # pad + FFT axis by axis: pruned zero rows

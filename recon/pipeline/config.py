@@ -2,11 +2,14 @@
 
 A scanner config (``scanner_configs/*.toml``) says which scanners it is for (``[select]``)
 and how their data are reconstructed: the stage chain per acquisition type (``[chain]``)
-and the parameters of every stage. :data:`SCHEMA` is the single description of all keys
-(type, default, allowed values, meaning); :func:`validate` checks a parsed file against it
-and fills in the defaults, so a config only has to state what differs. Unknown keys, wrong
-types and impossible chains raise :class:`~recon.errors.ConfigError` naming the file and the
-key (with a spelling suggestion), before any data is read.
+and the parameters of every stage. EPI files (``epi``, ``epi_accelerated``) run the Cartesian
+stages on k-space sorted by :func:`recon.cartesian.epi.sort_epi` (ramp-sampling regridding
+and, with ``epi.ghost_correction``, Nyquist ghost correction from the navigators).
+:data:`SCHEMA` is the single description of all keys (type, default, allowed values,
+meaning); :func:`validate` checks a parsed file against it and fills in the defaults, so a
+config only has to state what differs. Unknown keys, wrong types and impossible chains raise
+:class:`~recon.errors.ConfigError` naming the file and the key (with a spelling suggestion),
+before any data is read.
 
 Selection (:func:`select_config`): every config whose ``[select]`` criteria all match the
 ISMRMRD header (vendor and model as case-insensitive substrings, field strength and receive
@@ -40,6 +43,8 @@ ACQUISITIONS = (
     "cartesian_3d",
     "cartesian_3d_accelerated",
     "noncartesian",
+    "epi",
+    "epi_accelerated",
 )
 
 #: Stages by name: (acquisition families it applies to, data it needs, data it gives).
@@ -110,6 +115,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
             "prewhiten", "grappa", "partial_fourier", "fft", "combine"
         ),
         "noncartesian": _chain("prewhiten", "dcf", "sensmaps", "cg-sense"),
+        "epi": _chain("prewhiten", "fft", "combine"),
+        "epi_accelerated": _chain("prewhiten", "grappa", "fft", "combine"),
+    },
+    "epi": {
+        "ghost_correction": Key(
+            "bool", True, "Nyquist ghost correction from the phase-correction navigators"
+        ),
+        "navigator_fit": Key(
+            "str",
+            "linear",
+            "odd/even phase model fitted to the navigators: constant + slope, or constant",
+            ("linear", "constant"),
+        ),
     },
     "noise": {
         "required": Key("bool", False, "fail when the file has no noise readouts"),
@@ -151,6 +169,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "eps": Key("float", 1e-4, "NUFFT tolerance", minimum=1e-7),
         "iterations": Key("int", 15, "CG-SENSE / pics iterations", minimum=1),
         "toeplitz": Key("bool", True, "normal operator through Toeplitz embedding"),
+        "field_map": Key(
+            "str",
+            "",
+            "B0 map (Hz) NIfTI on the output grid: cg-sense with time-segmented off-resonance "
+            "correction ('' : none)",
+        ),
     },
     "combine": {
         "method": Key("str", "rss", "coil combination", ("rss", "sensitivity", "adaptive")),
@@ -161,6 +185,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "dtype": Key("str", "float32", "stored values", ("float32", "complex64")),
         "crop_to_recon_matrix": Key("bool", True, "crop to the header's recon matrix"),
+        "tsnr_map": Key(
+            "bool", False, "series: also write <stem>_tsnr.nii.gz, temporal mean / std"
+        ),
     },
     "compute": {
         "device": Key("str", "auto", "where to run", ("auto", "cpu", "cuda")),

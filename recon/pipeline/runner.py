@@ -1,10 +1,13 @@
 """The pipeline runner: plan from the header, reconstruct unit by unit, write outputs.
 
 :func:`plan_run` reads only the headers of an ISMRMRD file (no samples), decides the
-acquisition type (Cartesian 2D/3D, accelerated or not, non-Cartesian), takes the stage
+acquisition type (Cartesian 2D/3D, accelerated or not, non-Cartesian, EPI), takes the stage
 chain of the scanner config for it and checks that the chain is possible for these data
 (GRAPPA and Cartesian coil maps need calibration lines, ``noise.required`` needs noise
 readouts). A bad config or an impossible choice therefore fails before any work starts.
+EPI units are sorted by :func:`recon.cartesian.epi.sort_epi` (ramp-sampling regridding, Nyquist
+ghost correction from the navigators of the same slice and repetition) and then run the
+Cartesian stages; the separate ACS scan calibrates GRAPPA once per slice for the series.
 
 :func:`reconstruct` then sorts and reconstructs one *unit* at a time (one slice of a 2D
 scan or one volume of a 3D scan, for each repetition / contrast / phase / set), so memory
@@ -13,7 +16,8 @@ across repetitions (:class:`recon.pipeline.stages.Context`). Per-stage wall time
 traced memory are recorded.
 
 :func:`run_file` does both and writes the images (NIfTI + JSON sidecar, PNG, ISMRMRD images
-with Meta, DICOM) through :mod:`recon.io.export` into a staging folder beside the output
+with Meta, DICOM; a series as 4D NIfTI with the TR, optionally a temporal SNR map) through
+:mod:`recon.io.export` into a staging folder beside the output
 folder, moved into place only when complete; the sidecar, the Meta attributes, ``run.json``,
 ``provenance.json`` and ``config_used.toml`` record the exact configuration, so ``recon run IN
 --config OUT/config_used.toml`` reproduces the images.
@@ -41,7 +45,7 @@ from recon import __version__
 from recon.backend import Device, to_host
 from recon.errors import ConfigError, InputError
 from recon.geometry import Geometry, stack_slices
-from recon.io.flags import ReadoutKind
+from recon.io.flags import REVERSE, ReadoutKind, has_flag
 from recon.io.ismrmrd import RawData, read_dataset
 from recon.io.sort import (
     CALIBRATION_KINDS,
@@ -155,11 +159,24 @@ def _is_noncartesian(raw: RawData, rows: np.ndarray) -> bool:
     return raw.header.encoding.trajectory in ("radial", "spiral", "goldenangle")
 
 
+def _is_epi(raw: RawData, rows: np.ndarray) -> bool:
+    """A header naming an EPI trajectory, or phase-correction navigators with bipolar (partly
+    reversed) imaging readouts."""
+    if raw.header.encoding.trajectory == "epi":
+        return True
+    navigators = raw.select(ReadoutKind.PHASE_CORRECTION, encoding=0)
+    return navigators.size > 0 and bool(has_flag(raw.head.flags[rows], REVERSE).any())
+
+
 def acquisition_type(raw: RawData) -> str:
     """One of :data:`recon.pipeline.config.ACQUISITIONS` for the file's first encoding."""
     rows = raw.select(*IMAGING_KINDS, encoding=0)
     if rows.size == 0:
         raise InputError(f"{raw.path}: no imaging readouts")
+    if _is_epi(raw, rows):
+        if raw.header.encoding.encoded_matrix[2] > 1:
+            raise InputError(f"{raw.path}: 3D EPI is not supported (2D multi-slice EPI is)")
+        return "epi" + ("_accelerated" if _accelerated(raw) else "")
     if _is_noncartesian(raw, rows):
         return "noncartesian"
     dims = "3d" if raw.header.encoding.encoded_matrix[2] > 1 else "2d"
@@ -190,6 +207,20 @@ def _check_possible(
             )
     if config["noise"]["required"] and raw.select(ReadoutKind.NOISE).size == 0:
         raise ConfigError(f"{where}: noise.required is true and the file has no noise readouts")
+    if acquisition.startswith("epi") and config["epi"]["ghost_correction"]:
+        if raw.select(ReadoutKind.PHASE_CORRECTION, encoding=0).size == 0:
+            raise InputError(
+                f"{where}: EPI without phase-correction navigators; set "
+                "epi.ghost_correction=false to reconstruct without ghost correction"
+            )
+    field_map = config["noncartesian"]["field_map"]
+    if family == "noncartesian" and field_map:
+        if "cg-sense" not in chain:
+            raise ConfigError(
+                f"{where}: noncartesian.field_map needs 'cg-sense' in chain.{acquisition}"
+            )
+        if not Path(field_map).is_file():
+            raise ConfigError(f"{where}: noncartesian.field_map {field_map} does not exist")
     if family == "noncartesian":
         rows = raw.select(*IMAGING_KINDS, encoding=0)
         if (raw.head.trajectory_dimensions[rows] == 0).any():
@@ -337,6 +368,54 @@ def _noncartesian_units(plan: Plan, slice_value: int, repetition: int):
         )
 
 
+def _epi_units(plan: Plan, slice_value: int, repetition: int):
+    """One unit per EPI slice and repetition: regridded, ghost-corrected k-space
+    ``(ncoils, 1, ny, nx)``; the ACS lines (a separate scan) only calibrate GRAPPA."""
+    from recon.cartesian.epi import sort_epi
+
+    raw, cfg = plan.raw, plan.config["epi"]
+    epi = sort_epi(
+        raw,
+        repetition=repetition,
+        correct=cfg["ghost_correction"],
+        slices=[slice_value],
+        fit_order=1 if cfg["navigator_fit"] == "linear" else 0,
+    )
+    dev = plan.device
+    kspace = epi.kspace[0]  # (ncoils, ny, nx)
+    ny = kspace.shape[-2]
+    lattice = (np.abs(kspace).sum(axis=(0, -1)) > 0)[None]  # (1, ny)
+    extent = np.ones_like(lattice)
+    limit = raw.header.encoding.limit("kspace_encoding_step_1")
+    if limit is not None:  # partial Fourier: lines beyond the encoded range stay empty
+        extent[:] = False
+        extent[0, max(limit.minimum, 0) : min(limit.maximum, ny - 1) + 1] = True
+    rows = raw.select(*IMAGING_KINDS, encoding=0)
+    calib = calib_region = None
+    if epi.calib is not None:
+        calib = dev.to(epi.calib[0][:, None])  # (ncoils, 1, cy, nx)
+        cy = epi.calib.shape[-2]
+        calib_region = (slice(0, 1), slice(epi.calib_first, epi.calib_first + cy))
+    key = {"slice": slice_value, "repetition": repetition}
+    yield (
+        Unit(
+            key=key,
+            family="cartesian",
+            shape=(1, ny, kspace.shape[-1]),
+            data=dev.to(kspace[:, None]),
+            acceleration=(epi.acceleration, 1),
+            dwell_time_us=float(np.median(raw.head.sample_time_us[rows])),
+            sampled=lattice,
+            lattice=lattice,
+            calib=calib,
+            calib_region=calib_region,
+            calib_separate=True,
+            extent=extent,
+        ),
+        epi.geometry,
+    )
+
+
 def _crop(image: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     index = tuple(
         slice(n // 2 - m // 2, n // 2 - m // 2 + m) if m < n else slice(None)
@@ -363,13 +442,40 @@ def new_context(plan: Plan) -> Context:
     call per streamed unit) to calibrate once per slice across all of them.
     """
     raw = plan.raw
+    te_ms = raw.header.te_ms
     return Context(
         config=plan.config,
         device=plan.device,
         noise=noise_samples(raw) if "prewhiten" in plan.chain else None,
         noise_bandwidth=_noise_bandwidth(raw, plan.config),
         source=raw.path.name,
+        field_map=_field_map(plan),
+        echo_time_s=float(te_ms[0]) * 1e-3 if te_ms else 0.0,
     )
+
+
+def _field_map(plan: Plan) -> dict[int, np.ndarray] | None:
+    """``noncartesian.field_map`` (NIfTI, Hz, on the output grid) per slice value: the whole
+    volume for 3D, plane ``k`` for the ``k``-th slice of 2D multi-slice data."""
+    name = plan.config["noncartesian"]["field_map"]
+    if not name or plan.acquisition != "noncartesian" or "cg-sense" not in plan.chain:
+        return None
+    import nibabel as nib
+
+    try:
+        volume = np.asarray(nib.load(name).dataobj, dtype=np.float32)
+    except Exception as error:  # nibabel raises several types for unreadable files
+        raise InputError(f"noncartesian.field_map {name}: cannot read ({error})") from None
+    volume = volume.reshape(*volume.shape[:3], *([1] * (3 - volume.ndim))).T  # (nz, ny, nx)
+    if not np.isfinite(volume).all():
+        raise InputError(f"noncartesian.field_map {name}: contains NaN or Inf")
+    if plan.raw.header.encoding.encoded_matrix[2] > 1:
+        return {value: volume for value in plan.slices}
+    if volume.shape[0] != len(plan.slices):
+        raise InputError(
+            f"noncartesian.field_map {name}: {volume.shape[0]} planes for {len(plan.slices)} slices"
+        )
+    return {value: volume[k] for k, value in enumerate(plan.slices)}
 
 
 def reconstruct(
@@ -400,7 +506,11 @@ def reconstruct(
     if tracing:
         tracemalloc.start()
     frame_index = {frame: i for i, frame in enumerate(plan.frames)}
-    units = _noncartesian_units if plan.family == "noncartesian" else _cartesian_units
+    units = _cartesian_units
+    if plan.acquisition.startswith("epi"):
+        units = _epi_units
+    elif plan.family == "noncartesian":
+        units = _noncartesian_units
     recon_matrix = raw.header.encoding.recon_matrix
     crop = cfg["output"]["crop_to_recon_matrix"] and plan.family == "cartesian"
     keep_complex = cfg["output"]["dtype"] == "complex64"
@@ -545,6 +655,25 @@ def _frame_indices(plan: Plan) -> dict[str, list[int]]:
     return indices
 
 
+def temporal_snr(images: np.ndarray) -> np.ndarray:
+    """Temporal SNR of a series: mean over standard deviation (``ddof=1``) of the magnitude.
+
+    Parameters
+    ----------
+    images : (nframes, nz, ny, nx) array, ``nframes >= 2``
+
+    Returns
+    -------
+    (nz, ny, nx) float32
+        Zero where the magnitude does not vary (e.g. outside the object without noise).
+    """
+    magnitude = np.abs(images).astype(np.float64)
+    mean = magnitude.mean(axis=0)
+    std = magnitude.std(axis=0, ddof=1)
+    tsnr = np.divide(mean, std, out=np.zeros_like(mean), where=std > 0)
+    return tsnr.astype(np.float32)
+
+
 def write_outputs(
     plan: Plan, recon: Reconstruction, folder: Path, stem: str, extra: dict[str, Any]
 ) -> list[Path]:
@@ -592,6 +721,13 @@ def write_outputs(
             outputs.append(
                 write_dicom(folder / f"{stem}_dicom", np.abs(images), recon.geometry, header=header)
             )
+    if plan.config["output"]["tsnr_map"]:
+        if images.shape[0] > 1:
+            outputs.append(
+                export_nifti(folder / f"{stem}_tsnr", temporal_snr(images), recon.geometry)
+            )
+        else:
+            recon.notes.append("output.tsnr_map: a single frame has no temporal SNR; not written")
     config_path = folder / "config_used.toml"
     config_path.write_text(plan.config.to_toml())
     outputs.append(config_path)

@@ -49,6 +49,12 @@ class Unit:
         Cartesian: acquired imaging lines (the undersampling pattern).
     calib : (ncoils, cz, cy, nx) array or None
         Cartesian calibration lines inside ``calib_region`` (z, y slices).
+    calib_separate : bool
+        The calibration lines come from a separate reference scan (EPI ACS before a series):
+        they calibrate GRAPPA but are not merged into this unit's k-space.
+    extent : (nz, ny) bool or None
+        Cartesian: lines the acquisition covers (GRAPPA fills inside, leaves the rest empty);
+        the bounding box of ``sampled`` when None.
     coord : (*pts, ndim) array or None
         Non-Cartesian coordinates, grid units.
     acceleration : (R_y, R_z)
@@ -66,6 +72,8 @@ class Unit:
     lattice: Any = None
     calib: Any = None
     calib_region: tuple[slice, slice] | None = None
+    calib_separate: bool = False
+    extent: Any = None
     coord: Any = None
     weights: Any = None
     maps: Any = None
@@ -92,13 +100,19 @@ class Unit:
 
 @dataclass
 class Context:
-    """What the stages share over a run: config, device, noise, cached calibrations."""
+    """What the stages share over a run: config, device, noise, cached calibrations.
+
+    ``field_map`` (``noncartesian.field_map``) maps a slice value to its B0 map (Hz) of the
+    unit's image shape; ``echo_time_s`` is the time of the first readout sample.
+    """
 
     config: ScannerConfig
     device: Device
     noise: NoiseData | None = None
     noise_bandwidth: float | None = None
     source: str = ""
+    field_map: dict[int, Any] | None = None
+    echo_time_s: float = 0.0
     counts: Counter = field(default_factory=Counter)
     cache: dict[tuple, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -290,8 +304,9 @@ class SensitivityMaps(Stage):
 
 
 def merged_kspace(unit: Unit) -> Any:
-    """Imaging and calibration lines on one grid ``(ncoils, nz, ny, nx)``."""
-    if unit.calib is None:
+    """Imaging and calibration lines on one grid ``(ncoils, nz, ny, nx)`` (imaging lines only
+    when the calibration is a separate scan)."""
+    if unit.calib is None or unit.calib_separate:
         return unit.data
     xp = array_module(unit.data)
     k = unit.data.copy()
@@ -323,7 +338,8 @@ class Grappa(Stage):
         sampled = xp.asarray(unit.sampled)
         keep = sampled[0] if ndim == 2 else sampled
         filled = xp.where(keep[..., None], ks, filled)
-        box = xp.asarray(_extent_box(to_host(unit.sampled)))
+        extent = unit.extent if unit.extent is not None else _extent_box(to_host(unit.sampled))
+        box = xp.asarray(extent)
         filled = filled * (box[0] if ndim == 2 else box)[..., None]
         unit.data = (filled[:, None] if ndim == 2 else filled).astype(xp.complex64)
 
@@ -504,7 +520,10 @@ class Grid(Stage):
 
 class CgSense(Stage):
     """Non-Cartesian CG-SENSE; the encoding operator (NUFFT plan, Toeplitz PSF) is built once
-    per slice and trajectory and reused for every repetition."""
+    per slice and trajectory and reused for every repetition. With a field map
+    (``noncartesian.field_map``) the operator models the off-resonance phase during the
+    readout by time segmentation (:class:`recon.noncart.offresonance.OffResonanceSense`;
+    sample ``i`` of a readout at ``TE + i dwell``)."""
 
     name = "cg-sense"
 
@@ -513,23 +532,56 @@ class CgSense(Stage):
         from recon.noncart.reconstruct import NoncartSense
 
         cfg = ctx.config["noncartesian"]
-        op = ctx.calibrated(
-            "toeplitz",
-            _slice_key(unit),
-            lambda: NoncartSense(
-                unit.coord,
-                unit.maps,
-                weights=unit.weights,
-                eps=cfg["eps"],
-                toeplitz=cfg["toeplitz"],
-                device=ctx.device,
-            ),
-        )
+        if ctx.field_map is not None:
+            op = ctx.calibrated("offresonance", _slice_key(unit), lambda: _offres(unit, ctx))
+        else:
+            op = ctx.calibrated(
+                "toeplitz",
+                _slice_key(unit),
+                lambda: NoncartSense(
+                    unit.coord,
+                    unit.maps,
+                    weights=unit.weights,
+                    eps=cfg["eps"],
+                    toeplitz=cfg["toeplitz"],
+                    device=ctx.device,
+                ),
+            )
         image = conjugate_gradient(
             op.normal, op.rhs(unit.data), iterations=cfg["iterations"], tol=1e-6
         )
         unit.image = image.reshape(_image_shape(unit))
         unit.data = None
+
+
+def _offres(unit: Unit, ctx: Context) -> Any:
+    """The off-resonance encoding operator of a unit (see :class:`CgSense`)."""
+    from recon.noncart.offresonance import OffResonanceSense
+
+    cfg = ctx.config["noncartesian"]
+    slice_value = unit.key.get("slice", 0)
+    field_hz = ctx.field_map.get(slice_value)
+    shape = tuple(unit.shape)
+    if field_hz is None or tuple(field_hz.shape) != shape:
+        have = None if field_hz is None else tuple(field_hz.shape)
+        raise InputError(
+            f"noncartesian.field_map {cfg['field_map']}: slice {slice_value} needs a map of "
+            f"shape {shape} (z, y, x), the file gives {have}"
+        )
+    xp = ctx.device.xp
+    pts = unit.coord.shape[:-1]
+    readout = ctx.echo_time_s + np.arange(pts[-1]) * unit.dwell_time_us * 1e-6
+    times = xp.asarray(np.broadcast_to(readout, pts).astype(np.float32))
+    return OffResonanceSense(
+        unit.coord,
+        unit.maps.reshape(unit.ncoils, *shape),
+        xp.asarray(field_hz, dtype=xp.float32),
+        times,
+        weights=unit.weights,
+        eps=cfg["eps"],
+        toeplitz=cfg["toeplitz"],
+        device=ctx.device,
+    )
 
 
 #: Stage classes by their name in the config chains.

@@ -56,7 +56,7 @@ def _bit(flag: int) -> np.uint64:
 
 @dataclass
 class EpiSpec:
-    """Options of a simulated 2D EPI acquisition (no readout oversampling).
+    """Options of a simulated 2D EPI acquisition.
 
     Attributes
     ----------
@@ -75,8 +75,10 @@ class EpiSpec:
         most ``acq_delay_us`` before the end of the ramp down.
     ramp_dwell_us : float
         Sample spacing with ramp sampling (us); the default gives 93 samples per readout, at
-        most 0.8 grid units apart on the flat top for a 64 matrix. Without ramp sampling,
-        ``matrix`` samples span the flat top.
+        most 0.8 grid units apart on the flat top for a 64 matrix (halve it with
+        ``oversampling``). Without ramp sampling, ``nx_encoded`` samples span the flat top.
+    oversampling : bool
+        2x readout oversampling (the encoded FOV x is twice the recon FOV, as on Siemens).
     phase_offset_rad, phase_slope_rad : float
         Typical odd/even phase difference: constant (rad) and slope (rad per pixel).
     noise_std : float
@@ -101,6 +103,7 @@ class EpiSpec:
     ramp_down_us: float = 100.0
     acq_delay_us: float = 20.0
     ramp_dwell_us: float = 5.0
+    oversampling: bool = False
     phase_offset_rad: float = 0.8
     phase_slope_rad: float = 0.05
     noise_std: float = 0.002
@@ -110,28 +113,33 @@ class EpiSpec:
     seed: int = 0
 
     @property
+    def nx_encoded(self) -> int:
+        """Readout matrix: ``2 matrix`` with readout oversampling."""
+        return 2 * self.matrix if self.oversampling else self.matrix
+
+    @property
     def readout_us(self) -> float:
         return self.ramp_up_us + self.flat_top_us + self.ramp_down_us
 
     @property
     def dwell_us(self) -> float:
         """Sample spacing (us)."""
-        return self.ramp_dwell_us if self.ramp_sampling else self.flat_top_us / self.matrix
+        return self.ramp_dwell_us if self.ramp_sampling else self.flat_top_us / self.nx_encoded
 
     @property
     def samples(self) -> int:
         """Samples per readout."""
         if not self.ramp_sampling:
-            return self.matrix
+            return self.nx_encoded
         return int((self.readout_us - 2 * self.acq_delay_us) // self.ramp_dwell_us) + 1
 
     def kx(self) -> np.ndarray:
         """Forward readout positions (grid units)."""
         if not self.ramp_sampling:
-            return np.arange(self.matrix) - self.matrix / 2
+            return np.arange(self.nx_encoded) - self.nx_encoded / 2
         return trapezoid_kx(self.ramp_up_us, self.flat_top_us, self.ramp_down_us,
                             self.acq_delay_us, self.samples, self.dwell_us,
-                            self.matrix)  # fmt: skip
+                            self.nx_encoded)  # fmt: skip
 
     def base(self) -> SimSpec:
         """The equivalent Cartesian :class:`SimSpec` (geometry, coils, header)."""
@@ -140,12 +148,13 @@ class EpiSpec:
             matrix=self.matrix, fov_mm=self.fov_mm, slices=self.slices,
             slice_thickness_mm=self.slice_thickness_mm, ncoils=self.ncoils, accel=self.accel,
             calib=self.calib if accelerated else 0, calib_mode="separate",
-            oversampling=False, noise_std=self.noise_std, noise_readouts=0,
+            oversampling=self.oversampling, noise_std=self.noise_std, noise_readouts=0,
             dwell_us=self.dwell_us, te_ms=self.te_ms, tr_ms=self.tr_ms,
             repetitions=self.repetitions, seed=self.seed,
         ).validate()  # fmt: skip
 
     def validate(self) -> EpiSpec:
+        """Check the options; raise :class:`ConfigError` naming the first bad one."""
         if self.ramp_sampling and min(self.ramp_up_us, self.ramp_down_us) <= 0:
             raise ConfigError("simulate EPI: ramp sampling needs ramps longer than 0 us")
         if self.ramp_sampling and not 0 <= self.acq_delay_us < self.readout_us / 2:
@@ -153,6 +162,11 @@ class EpiSpec:
         timing = (self.ramp_up_us, self.flat_top_us, self.ramp_down_us, self.acq_delay_us)
         if any(t != round(t) for t in timing):
             raise ConfigError("simulate EPI: trapezoid times must be whole microseconds")
+        if self.ramp_sampling and (self.ramp_dwell_us <= 0 or np.diff(self.kx()).max() > 1):
+            raise ConfigError(
+                f"simulate EPI: dwell {self.ramp_dwell_us} us leaves gaps over one grid unit "
+                "on the flat top (regridding needs them <= 1)"
+            )
         self.base()
         return self
 
@@ -164,9 +178,10 @@ class EpiTruth:
     Attributes
     ----------
     image : (nslices, ny, nx) complex64
+        On the recon grid (the central ``matrix`` columns with readout oversampling).
     coil_maps : (ncoils, nslices, ny, nx) complex64, ``sum_c |S_c|^2 = 1``
     phi0, phi1 : (nslices,) float64
-        Odd/even phase difference per slice (rad, rad per pixel).
+        Odd/even phase difference per slice (rad, rad per pixel of the encoded readout).
     activation : (nslices, ny, nx) float32
         Fractional signal change of the active region (zero for a single frame).
     timecourse : (repetitions,) float32
@@ -257,9 +272,9 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
     """
     spec = (spec or EpiSpec()).validate()
     path = Path(path)
-    n, ns = spec.matrix, spec.slices
-    shape = (ns, n, n)
-    fov = (spec.slice_thickness_mm * ns, spec.fov_mm, spec.fov_mm)
+    n, ns, nx = spec.matrix, spec.slices, spec.nx_encoded
+    shape = (ns, n, nx)
+    fov = (spec.slice_thickness_mm * ns, spec.fov_mm, spec.fov_mm * nx / n)
     image = brain_phantom(shape, seed=spec.seed, fov_mm=fov)
     maps = coil_sensitivities(spec.ncoils, shape, fov_mm=fov)
     rng = np.random.default_rng(spec.seed + 3)
@@ -267,7 +282,7 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
     phi1 = spec.phase_slope_rad * rng.uniform(0.7, 1.3, ns)
     cov = noise_covariance(spec.ncoils, seed=spec.seed) * spec.noise_std**2
     kx = spec.kx()
-    x = np.arange(n) - n // 2
+    x = np.arange(nx) - nx // 2
     activation, timecourse = _activation(spec, shape, fov, image)
     # hybrid space (ncoils, nslices, ky, x): centred orthonormal FFT along y only
     hybrid = fftc((maps * image).astype(np.complex64), axes=(-2,))
@@ -314,6 +329,8 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
                     counts[kind] += len(lines)
         last[0]["flags"][-1] |= _bit(LAST_IN_MEASUREMENT)
         raw.append(*last)
+    crop = slice((nx - n) // 2, (nx - n) // 2 + n)  # the recon FOV
+    image, maps, activation = image[..., crop], maps[..., crop], activation[..., crop]
     truth_path = path.with_name(path.name + ".truth.npz")
     with atomic_path(truth_path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, image=image, coil_maps=maps, phi0=phi0, phi1=phi1,
