@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,23 @@ def reconstruct_file(input_path: str, out_root: str, options: BatchOptions) -> T
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return TaskResult(str(source), str(final), "done", seconds, worker=worker)
+
+
+def _finished_by_earlier_attempt(result: TaskResult) -> TaskResult:
+    """The result of a task whose output an earlier attempt of the same task completed.
+
+    The scheduler re-runs a task when the worker holding its result dies, even after the
+    output was moved into place; the re-run then finds the marker. The file was still
+    reconstructed by this batch, so it is ``done``, with the time and worker of the marker.
+    """
+    marker = json.loads((Path(result.output) / COMPLETE_MARKER).read_text())
+    return replace(
+        result,
+        status="done",
+        seconds=float(marker.get("seconds", 0.0)),
+        worker=str(marker.get("worker", "")),
+        extra={"rerun_found_complete": True},
+    )
 
 
 def _client(scheduler: str | None, workers: int):
@@ -221,6 +238,8 @@ def run_batch(
                     "failed",
                     error=f"{type(error).__name__}: {error}",
                 )
+            if result.status == "skipped":  # not complete at submission: an earlier attempt
+                result = _finished_by_earlier_attempt(result)  # finished it, then its worker died
             results.append(result)
             if progress:
                 progress(result, len(results), total)

@@ -30,16 +30,18 @@ constant from the phase of ``sum_x z(x) exp(-i phi1 x)``. Lines are corrected by
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from recon.backend import fftc, ifftc, rss
-from recon.cartesian.grappa import GrappaRecon, calibrate, detect_lattice, grappa
+from recon.cartesian.grappa import GrappaRecon, calibrate, detect_lattice, find_acs, grappa
 from recon.errors import InputError
 from recon.geometry import Geometry, geometry_from_header, stack_slices
+from recon.io.flags import CALIBRATION as CALIBRATION_FLAG
 from recon.io.flags import REVERSE, ReadoutKind, has_flag
 from recon.io.ismrmrd import RawData
 from recon.io.sort import CALIBRATION_KINDS, IMAGING_KINDS
@@ -212,7 +214,7 @@ class EpiSlices:
 
 def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
              remove_oversampling: bool = True, slices: Sequence[int] | None = None,
-             fit_order: int = 1) -> EpiSlices:  # fmt: skip
+             fit_order: int = 1, readouts: np.ndarray | None = None) -> EpiSlices:  # fmt: skip
     """Sort one repetition of a 2D EPI file into regridded, ghost-corrected k-space per slice.
 
     Every readout is flipped when reversed (flag 22) and regridded from the header's trapezoid
@@ -224,7 +226,9 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
     regridding also crops the readout to the recon field of view (encoded FOV x larger than
     the recon FOV x, e.g. Siemens' 2x readout oversampling). ``slices`` (``idx.slice``
     values) restricts the sort to those slices (all by default); ``fit_order`` is the
-    navigator fit's ``order`` (:func:`fit_ghost_phase`).
+    navigator fit's ``order`` (:func:`fit_ghost_phase`). ``readouts`` (bool per readout)
+    restricts the sort to those readouts (e.g. a multiband series without its single-band
+    reference, :func:`reconstruct_sms_epi`).
 
     Raises
     ------
@@ -242,6 +246,8 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
     usable = raw.usable & (head.encoding_space_ref == 0)
     if slices is not None:
         usable = usable & np.isin(head.slice, list(slices))
+    if readouts is not None:
+        usable = usable & readouts
     here = usable & (head.repetition == repetition)
     calib_only = raw.kinds == ReadoutKind.CALIBRATION
     rows = {
@@ -377,3 +383,209 @@ class EpiSeriesRecon:
                              f"{len(self.recons)}")  # fmt: skip
         images = [rss(r(epi.kspace[s]), axis=0) for s, r in enumerate(self.recons)]
         return np.abs(np.stack(images)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------
+# simultaneous multi-slice (multiband) EPI
+
+#: userParameters of a multiband EPI file; ISMRMRD has no multiband fields, these are the
+#: names :func:`recon.sim.epi.simulate_epi` writes: ``MultibandFactor`` (long),
+#: ``MultibandCaipiShift`` (long, the CAIPI factor of :func:`recon.sim.sms.caipi_phase`),
+#: ``MultibandSliceGapMm`` (double, distance between simultaneous slices).
+MULTIBAND_PARAMETERS = ("MultibandFactor", "MultibandCaipiShift", "MultibandSliceGapMm")
+
+
+@dataclass
+class Multiband:
+    """Multiband factor, CAIPI factor and gap (mm) between simultaneously excited slices."""
+
+    factor: int
+    shift: int
+    gap_mm: float
+
+
+def multiband_parameters(raw: RawData) -> Multiband | None:
+    """The file's :data:`MULTIBAND_PARAMETERS`, or None for a single-band file.
+
+    Raises
+    ------
+    InputError
+        A multiband factor without the CAIPI factor, or invalid values.
+    """
+    params = raw.header.user_parameters
+    factor_name, shift_name, gap_name = MULTIBAND_PARAMETERS
+    factor = int(params.get(factor_name) or 1)
+    if factor <= 1:
+        return None
+    if shift_name not in params:
+        raise InputError(f"{raw.path}: {factor_name} {factor} without {shift_name}")
+    shift, gap = int(params[shift_name]), float(params.get(gap_name) or 0.0)
+    if shift < 0:
+        raise InputError(f"{raw.path}: {shift_name} {shift} must be >= 0")
+    return Multiband(factor, shift, gap)
+
+
+def is_sbr(raw: RawData) -> np.ndarray:
+    """Readouts of the single-band reference: flag 20 (navigators too, flags 24 and 20)."""
+    return has_flag(raw.head.flags, CALIBRATION_FLAG)
+
+
+def sort_sbr(raw: RawData, *, correct: bool = True, fit_order: int = 1,
+             slices: Sequence[int] | None = None) -> EpiSlices:  # fmt: skip
+    """The single-band reference of a multiband EPI file, one entry per slice.
+
+    The readouts flagged ``ACQ_IS_PARALLEL_CALIBRATION`` (20) are sorted like the imaging
+    lines of a single-band scan by :func:`sort_epi` (regridding; with ``correct``, ghost
+    correction from the slice's own reference navigators, flags 24 and 20); ``slices``
+    (``idx.slice`` values) restricts it to those slices.
+
+    Returns
+    -------
+    EpiSlices
+        ``kspace`` ``(nslices, ncoils, ny, nx)``: every slice on the full grid, zero outside
+        the reference lines; ``geometry`` the true slices in ``idx.slice`` order.
+    """
+    sbr = is_sbr(raw)
+    if not (sbr & (raw.kinds == ReadoutKind.CALIBRATION)).any():
+        raise InputError(f"{raw.path}: multiband EPI without a single-band reference")
+    kinds = np.where(sbr & (raw.kinds == ReadoutKind.CALIBRATION), ReadoutKind.IMAGING, raw.kinds)
+    relabelled = replace(raw, kinds=kinds.astype(raw.kinds.dtype))
+    return sort_epi(relabelled, correct=correct, fit_order=fit_order, slices=slices, readouts=sbr)
+
+
+class SmsEpiSeriesRecon:
+    """Multiband EPI frames: split-slice GRAPPA, then in-plane GRAPPA, calibrated once.
+
+    Group ``g`` of ``G`` collapsed groups holds slices ``g + b G`` (``b < MB``), as
+    :func:`recon.sim.epi.simulate_epi` writes them. On the first frame each group's
+    slice-separation kernel (:func:`recon.cartesian.slice_grappa.calibrate`, split-slice by
+    default) is fitted on the ghost-corrected single-band references of its slices, and with
+    in-plane acceleration each slice's GRAPPA kernel on its own reference lines; every frame
+    reuses them. ``counts`` records the calibrations made (``slice_grappa`` per group,
+    ``grappa`` per slice).
+
+    Parameters
+    ----------
+    sbr : EpiSlices
+        From :func:`sort_sbr`.
+    multiband : Multiband
+    kernel, reg, split
+        Slice-GRAPPA kernel ``(ky, kx)``, regularisation and objective.
+    inplane_kernel, inplane_reg
+        In-plane GRAPPA kernel and regularisation (:func:`recon.cartesian.grappa.calibrate`).
+    """
+
+    def __init__(self, sbr: EpiSlices, multiband: Multiband, *,
+                 kernel: Sequence[int] = (5, 5), reg: float = 1e-3, split: bool = True,
+                 inplane_kernel: Sequence[int] | None = None,
+                 inplane_reg: float = 5e-4) -> None:  # fmt: skip
+        self.sbr, self.multiband = sbr, multiband
+        self.options = {"kernel": tuple(kernel), "reg": reg, "split": split}
+        self.inplane = {"kernel": inplane_kernel, "reg": inplane_reg}
+        self.counts: Counter = Counter()
+        self._separation: dict[int, Any] = {}
+        self._unalias: dict[int, GrappaRecon] = {}
+        self._acs = find_acs(np.abs(sbr.kspace).sum(axis=(0, 1, 3)) > 0)[1]
+
+    def members(self, group: int, ngroups: int) -> np.ndarray:
+        """Slice indices of ``group``."""
+        return group + ngroups * np.arange(self.multiband.factor)
+
+    def __call__(self, epi: EpiSlices) -> np.ndarray:
+        """Magnitude images ``(nslices, ny, nx)`` float32 of one collapsed frame
+        (``epi.kspace`` ``(ngroups, ncoils, ny, nx)`` from :func:`sort_epi`)."""
+        # imported here: slice_grappa imports recon.sim, whose EPI writer imports this module
+        from recon.cartesian import slice_grappa
+
+        ngroups, _, ny, nx = epi.kspace.shape
+        mb, ry = self.multiband.factor, epi.acceleration
+        nslices = self.sbr.kspace.shape[0]
+        if ngroups * mb != nslices or self.sbr.kspace.shape[1:] != epi.kspace.shape[1:]:
+            raise InputError(
+                f"multiband EPI: {ngroups} groups of {mb} slices, k-space {epi.kspace.shape[1:]}"
+                f" vs a single-band reference of {nslices} slices {self.sbr.kspace.shape[1:]}"
+            )
+        out = np.zeros((nslices, ny, nx), dtype=np.float32)
+        for g in range(ngroups):
+            members = self.members(g, ngroups)
+            if g not in self._separation:
+                self._separation[g] = slice_grappa.calibrate(
+                    self.sbr.kspace[members], shift=self.multiband.shift, ry=ry,
+                    acs=self._acs, **self.options)  # fmt: skip
+                self.counts["slice_grappa"] += 1
+            slices = slice_grappa.separate(self._separation[g], epi.kspace[g])
+            if ry == 1:
+                coils = ifftc(slices, axes=(-2, -1))
+            else:
+                lattice = None
+                coils = np.empty_like(slices)
+                for b, s in enumerate(members):
+                    if s not in self._unalias:
+                        if lattice is None:
+                            sampled = np.abs(epi.kspace[g]).sum(axis=(0, 2)) > 0
+                            lattice = detect_lattice(sampled, ry, 1, 0)
+                        weights = calibrate(self.sbr.kspace[s][:, self._acs], ry=ry,
+                                            kernel=self.inplane["kernel"],
+                                            reg=self.inplane["reg"])  # fmt: skip
+                        self._unalias[int(s)] = GrappaRecon(weights, (ny, nx), lattice)
+                        self.counts["grappa"] += 1
+                    coils[b] = self._unalias[int(s)](slices[b])
+            out[members] = np.abs(rss(coils, axis=1))
+        return out
+
+
+@dataclass
+class SmsEpiResult:
+    """A reconstructed multiband EPI series.
+
+    Attributes
+    ----------
+    images : (nrepetitions, nslices, ny, nx) float32
+        Magnitude images, slices in ``idx.slice`` order of the single-band reference.
+    geometry : Geometry
+        The ``nslices`` true slices stacked (for :func:`recon.io.export.export_nifti`).
+    repetitions : list of int
+    counts : Counter
+        Calibrations made (``slice_grappa``, ``grappa``).
+    phases : list of list of GhostPhase or None
+        Per repetition, the odd/even phase of each collapsed group (when corrected).
+    """
+
+    images: np.ndarray
+    geometry: Geometry
+    repetitions: list[int]
+    counts: Counter
+    phases: list[list[GhostPhase] | None]
+
+
+def reconstruct_sms_epi(raw: RawData, *, correct: bool = True, fit_order: int = 1,
+                        **options: Any) -> SmsEpiResult:  # fmt: skip
+    """Reconstruct a multiband (SMS, blipped-CAIPI) 2D EPI series.
+
+    The single-band reference is sorted and ghost-corrected (:func:`sort_sbr`); every
+    repetition of the collapsed data is sorted and ghost-corrected from its own navigators
+    (:func:`sort_epi`, one odd/even phase per excitation), separated by split-slice GRAPPA and
+    unaliased by in-plane GRAPPA (:class:`SmsEpiSeriesRecon`, calibrated once for the series).
+    ``options`` go to :class:`SmsEpiSeriesRecon`.
+
+    Raises
+    ------
+    InputError
+        Not a multiband file (:func:`multiband_parameters`), no single-band reference, or
+        inconsistent groups and slices.
+    """
+    multiband = multiband_parameters(raw)
+    if multiband is None:
+        raise InputError(f"{raw.path}: not a multiband EPI file (no MultibandFactor > 1)")
+    sbr = sort_sbr(raw, correct=correct, fit_order=fit_order)
+    series = ~is_sbr(raw)
+    rows = np.flatnonzero(series & raw.usable & np.isin(raw.kinds, [int(k) for k in IMAGING_KINDS]))
+    repetitions = sorted(int(r) for r in np.unique(raw.head.repetition[rows]))
+    recon = SmsEpiSeriesRecon(sbr, multiband, **options)
+    images, phases = [], []
+    for repetition in repetitions:
+        epi = sort_epi(raw, repetition=repetition, correct=correct, fit_order=fit_order,
+                       readouts=series)  # fmt: skip
+        images.append(recon(epi))
+        phases.append(epi.phases)
+    return SmsEpiResult(np.stack(images), sbr.geometry, repetitions, recon.counts, phases)

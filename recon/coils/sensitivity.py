@@ -166,11 +166,11 @@ def calibration_matrix(calib: Any, kernel: tuple[int, ...]) -> Any:
     if min(npos) < 1:
         raise InputError(f"ESPIRiT: calibration region {cshape} is smaller than kernel {kernel}")
     ksize = int(np.prod(kernel))
-    a = xp.empty((nc, ksize, int(np.prod(npos))), dtype=calib.dtype)
+    a = xp.empty((int(np.prod(npos)), nc, ksize), dtype=calib.dtype)  # C order, no copies
     for j, offset in enumerate(np.ndindex(*kernel)):
         index = tuple(slice(o, o + p) for o, p in zip(offset, npos, strict=True))
-        a[:, j] = calib[(slice(None), *index)].reshape(nc, -1)
-    return a.reshape(nc * ksize, -1).T
+        a[:, :, j] = calib[(slice(None), *index)].reshape(nc, -1).T
+    return a.reshape(-1, nc * ksize)
 
 
 #: Calibration matrices with both sides above this use the randomized row-space solver.
@@ -255,13 +255,17 @@ def espirit_lags(calib: Any, kernel: tuple[int, ...], thresh: float) -> Any:
     ksize = int(np.prod(kernel))
     grid = tuple(2 * k - 1 for k in kernel)
     kern = xp.conj(v.T).reshape((v.shape[1], nc, *kernel))
-    pad = xp.zeros((v.shape[1], nc, *grid), dtype=xp.complex128)
-    pad[(slice(None), slice(None), *[slice(0, k) for k in kernel])] = kern
     axes = tuple(range(2, 2 + len(kernel)))
-    w = xp.fft.ifftn(pad, axes=axes) * float(np.prod(grid))  # e^{+i...} sums
-    w = xp.moveaxis(w.reshape(v.shape[1], nc, -1), -1, 0)  # (npts, r, nc)
-    g_small = xp.einsum("prc,prd->pcd", w, xp.conj(w)) / ksize
-    g_small = g_small.reshape((*grid, nc, nc))
+    npts = int(np.prod(grid))
+    g_small = xp.zeros((npts, nc, nc), dtype=xp.complex128)
+    for start in range(0, v.shape[1], 64):  # kernels in chunks: bounded memory in 3-D
+        part = kern[start : start + 64]
+        pad = xp.zeros((len(part), nc, *grid), dtype=xp.complex128)
+        pad[(slice(None), slice(None), *[slice(0, k) for k in kernel])] = part
+        w = xp.fft.ifftn(pad, axes=axes) * float(npts)  # e^{+i...} sums
+        w = xp.moveaxis(w.reshape(len(part), nc, npts), -1, 0)  # (npts, r, nc)
+        g_small += xp.einsum("prc,prd->pcd", w, xp.conj(w))
+    g_small = (g_small / ksize).reshape((*grid, nc, nc))
     lags = xp.fft.fftn(g_small, axes=tuple(range(len(grid)))) / float(np.prod(grid))
     # reorder lag index d mod g into d = -(k-1) .. k-1
     lags = xp.fft.fftshift(lags, axes=tuple(range(len(grid))))

@@ -8,6 +8,11 @@ readouts). A bad config or an impossible choice therefore fails before any work 
 EPI units are sorted by :func:`recon.cartesian.epi.sort_epi` (ramp-sampling regridding, Nyquist
 ghost correction from the navigators of the same slice and repetition) and then run the
 Cartesian stages; the separate ACS scan calibrates GRAPPA once per slice for the series.
+Multiband EPI (``MultibandFactor`` > 1 in the userParameters, see
+:func:`recon.cartesian.epi.multiband_parameters`) is reconstructed per true slice: the
+collapsed group is sorted and ghost-corrected, the slice is split off by split-slice GRAPPA
+(calibrated once per group on the single-band reference, through the context cache), and the
+Cartesian stages follow with the slice's single-band reference as its separate ACS.
 
 :func:`reconstruct` then sorts and reconstructs one *unit* at a time (one slice of a 2D
 scan or one volume of a 3D scan, for each repetition / contrast / phase / set), so memory
@@ -26,6 +31,7 @@ folder, moved into place only when complete; the sidecar, the Meta attributes, `
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -86,6 +92,7 @@ class Plan:
     slices: list[int]
     frames: list[tuple[int, ...]]
     ncoils: int
+    multiband: Any = None  # recon.cartesian.epi.Multiband of a multiband EPI file
 
     @property
     def family(self) -> str:
@@ -279,6 +286,15 @@ def plan_run(
     chain = cfg.chain(acquisition)
     _check_possible(raw, cfg, acquisition, chain)
     slices = sorted(int(s) for s in np.unique(raw.head.slice[rows]))
+    multiband = None
+    if acquisition.startswith("epi"):
+        from recon.cartesian.epi import multiband_parameters
+
+        multiband = multiband_parameters(raw)
+        if multiband is not None:
+            if slices != list(range(len(slices))):
+                raise InputError(f"{raw.path}: multiband slice groups {slices} are not 0..G-1")
+            slices = list(range(len(slices) * multiband.factor))
     three_d = raw.header.encoding.encoded_matrix[2] > 1
     if three_d and len(slices) > 1:
         raise InputError(
@@ -301,6 +317,7 @@ def plan_run(
         slices=slices,
         frames=frames,
         ncoils=ncoils,
+        multiband=multiband,
     )
 
 
@@ -368,6 +385,18 @@ def _noncartesian_units(plan: Plan, slice_value: int, repetition: int):
         )
 
 
+def _extent(raw: RawData, lattice: np.ndarray) -> np.ndarray:
+    """EPI lines ``(1, ny)`` the acquisition covers: the encoded ``kspace_encoding_step_1``
+    range (partial Fourier: lines beyond it stay empty), all lines without limits."""
+    ny = lattice.shape[-1]
+    extent = np.ones_like(lattice)
+    limit = raw.header.encoding.limit("kspace_encoding_step_1")
+    if limit is not None:
+        extent[:] = False
+        extent[0, max(limit.minimum, 0) : min(limit.maximum, ny - 1) + 1] = True
+    return extent
+
+
 def _epi_units(plan: Plan, slice_value: int, repetition: int):
     """One unit per EPI slice and repetition: regridded, ghost-corrected k-space
     ``(ncoils, 1, ny, nx)``; the ACS lines (a separate scan) only calibrate GRAPPA."""
@@ -385,11 +414,7 @@ def _epi_units(plan: Plan, slice_value: int, repetition: int):
     kspace = epi.kspace[0]  # (ncoils, ny, nx)
     ny = kspace.shape[-2]
     lattice = (np.abs(kspace).sum(axis=(0, -1)) > 0)[None]  # (1, ny)
-    extent = np.ones_like(lattice)
-    limit = raw.header.encoding.limit("kspace_encoding_step_1")
-    if limit is not None:  # partial Fourier: lines beyond the encoded range stay empty
-        extent[:] = False
-        extent[0, max(limit.minimum, 0) : min(limit.maximum, ny - 1) + 1] = True
+    extent = _extent(raw, lattice)
     rows = raw.select(*IMAGING_KINDS, encoding=0)
     calib = calib_region = None
     if epi.calib is not None:
@@ -413,6 +438,61 @@ def _epi_units(plan: Plan, slice_value: int, repetition: int):
             extent=extent,
         ),
         epi.geometry,
+    )
+
+
+def _sms_epi_units(plan: Plan, slice_value: int, repetition: int, ctx: Context):
+    """Multiband EPI: the unit of true slice ``s`` (group ``g = s mod G``, band ``s // G``):
+    the group's collapsed k-space, sorted and ghost-corrected, split by split-slice GRAPPA
+    into the slice's k-space ``(ncoils, 1, ny, nx)`` on the in-plane lattice; the slice's
+    single-band reference lines are its separate ACS. The reference (``sms_reference``, per
+    slice) and the separation kernels (``slice_grappa``, per group) go through the context
+    cache, so a series calibrates them once."""
+    from recon.cartesian import slice_grappa
+    from recon.cartesian.epi import is_sbr, sort_epi, sort_sbr
+    from recon.cartesian.grappa import find_acs
+
+    raw, cfg, mb = plan.raw, plan.config["epi"], plan.multiband
+    ngroups = len(plan.slices) // mb.factor
+    group, band = slice_value % ngroups, slice_value // ngroups
+    members = [group + ngroups * b for b in range(mb.factor)]
+    options = {
+        "correct": cfg["ghost_correction"],
+        "fit_order": 1 if cfg["navigator_fit"] == "linear" else 0,
+    }
+    reference = ctx.calibrated(
+        "sms_reference", slice_value, lambda: sort_sbr(raw, slices=[slice_value], **options)
+    )
+    acs = find_acs(np.abs(reference.kspace[0]).sum(axis=(0, 2)) > 0)[1]
+
+    def separation() -> Any:
+        sbr = sort_sbr(raw, slices=members, **options)
+        return slice_grappa.calibrate(sbr.kspace, shift=mb.shift, ry=sbr.acceleration, acs=acs)
+
+    kernel = ctx.calibrated("slice_grappa", group, separation)
+    epi = sort_epi(raw, repetition=repetition, slices=[group], readouts=~is_sbr(raw), **options)
+    kspace = slice_grappa.separate(kernel, epi.kspace[0], slices=[band])[0]
+    dev = plan.device
+    ny, nx = kspace.shape[-2:]
+    lattice = (np.abs(epi.kspace[0]).sum(axis=(0, -1)) > 0)[None]  # (1, ny)
+    extent = _extent(raw, lattice)
+    rows = raw.select(*IMAGING_KINDS, encoding=0)
+    yield (
+        Unit(
+            key={"slice": slice_value, "repetition": repetition},
+            family="cartesian",
+            shape=(1, ny, nx),
+            data=dev.to(kspace[:, None]),
+            acceleration=(epi.acceleration, 1),
+            dwell_time_us=float(np.median(raw.head.sample_time_us[rows])),
+            sampled=lattice,
+            lattice=lattice,
+            calib=dev.to(reference.kspace[0][:, None, acs]),  # (ncoils, 1, cy, nx)
+            calib_region=(slice(0, 1), acs),
+            calib_separate=True,
+            extent=extent,
+        ),
+        reference.geometry,
     )
 
 
@@ -507,7 +587,9 @@ def reconstruct(
         tracemalloc.start()
     frame_index = {frame: i for i, frame in enumerate(plan.frames)}
     units = _cartesian_units
-    if plan.acquisition.startswith("epi"):
+    if plan.multiband is not None:
+        units = functools.partial(_sms_epi_units, ctx=ctx)
+    elif plan.acquisition.startswith("epi"):
         units = _epi_units
     elif plan.family == "noncartesian":
         units = _noncartesian_units

@@ -6,6 +6,8 @@ In-memory building blocks (all defined in physical space, LPS mm, so 2D/3D/obliq
 - :func:`recon.sim.coils.coil_sensitivities`
 - :func:`recon.sim.noise.noise_covariance` / :func:`~recon.sim.noise.correlated_noise`
 - trajectories in :mod:`recon.noncart.trajectory`
+- simultaneous multi-slice data: :func:`recon.sim.sms.simulate_sms`; EPI files:
+  :func:`recon.sim.epi.simulate_epi`
 
 Files: :func:`simulate` (``recon.sim.simulate(path, SimSpec(...))``, :mod:`recon.sim.scan`)
 writes a real ISMRMRD file and ``<file>.truth.npz`` and returns the :class:`GroundTruth`;
@@ -16,6 +18,7 @@ from recon.sim.coils import coil_sensitivities
 from recon.sim.noise import correlated_noise, noise_covariance
 from recon.sim.phantom import brain_phantom, field_map
 from recon.sim.scan import GroundTruth, simulate
+from recon.sim.sms import simulate_sms
 from recon.sim.spec import SimSpec
 
 __all__ = [
@@ -27,4 +30,5 @@ __all__ = [
     "field_map",
     "noise_covariance",
     "simulate",
+    "simulate_sms",
 ]

@@ -21,6 +21,23 @@ is read at its exact readout positions by a DFT along x: ``k_i`` of
 the trapezoid timing goes to the header's ``trajectoryDescription`` (identifier
 ``ConventionalEPI``; ``rampUpTime``, ``flatTopTime``, ``rampDownTime``, ``acqDelayTime``,
 ``numSamples`` as longs in us, ``dwellTime`` as a double in us), as Siemens converters write it.
+
+Multiband (``multiband = MB > 1``, simultaneous multi-slice with blipped CAIPI)
+-------------------------------------------------------------------------------
+The ``slices`` are split into ``G = slices / MB`` groups; group ``g`` excites slices
+``g, g + G, .., g + (MB - 1) G`` together (``slice_gap_mm = G spacing`` apart).
+Per repetition and group: three navigators and the imaging echo train of the collapsed
+signal ``sum_b P_b(ky) K_{g + b G}`` in hybrid space, ``P_b`` the CAIPI phase of
+:func:`recon.sim.sms.caipi_phase` (``shift = caipi_shift``, in-plane ``accel``; navigators
+have no blips, ``P_b(0) = 1``), with the odd/even phase of slice ``g``, written with
+``idx.slice = g`` (the first slice of the group) and its position. Before the series (in
+repetition 0) a single-band reference (SBR) of every slice ``s`` (``idx.slice = s``, its own
+position and odd/even phase): three navigators (flags 24 and 20) and a fully sampled echo
+train over the central ``calib`` lines (flag 20). Header: encoding limit ``slice`` = ``G``
+groups; ISMRMRD has no multiband fields, so ``userParameters`` carry them
+(:data:`MULTIBAND_PARAMETERS`): ``MultibandFactor`` (long), ``MultibandCaipiShift`` (long),
+``MultibandSliceGapMm`` (double, the distance between simultaneous slices along the slice
+normal; slice ``g + b G`` sits at the group position plus ``b`` gaps).
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.backend import fftc
-from recon.cartesian.epi import trapezoid_kx
+from recon.cartesian.epi import MULTIBAND_PARAMETERS, trapezoid_kx
 from recon.errors import ConfigError
 from recon.io.atomic import atomic_path
 from recon.io.rawwrite import RawWriter, new_headers
@@ -40,6 +57,7 @@ from recon.sim.header import build_header
 from recon.sim.noise import correlated_noise, noise_covariance
 from recon.sim.phantom import brain_phantom, head_radius
 from recon.sim.scan import ACTIVATION_AMPLITUDE, ACTIVATION_CENTRE_MM, ACTIVATION_RADIUS_MM
+from recon.sim.sms import caipi_phase
 from recon.sim.space import grid_points
 from recon.sim.spec import SimSpec
 
@@ -88,6 +106,13 @@ class EpiSpec:
     repetitions : int
         Frames of the series (block-design activation when more than one).
     seed : int
+    multiband : int
+        Simultaneous slices per excitation (1: single band); must divide ``slices``.
+    caipi_shift : int, optional
+        CAIPI factor of :func:`recon.sim.sms.caipi_phase` (default ``multiband``; 0: none).
+    slice_spacing_mm : float, optional
+        Distance between the centres of adjacent slices (default ``slice_thickness_mm``,
+        contiguous); the phantom and coil maps are sampled at the slice centres.
     """
 
     matrix: int = 64
@@ -111,6 +136,29 @@ class EpiSpec:
     tr_ms: float = 2000.0
     repetitions: int = 1
     seed: int = 0
+    multiband: int = 1
+    caipi_shift: int | None = None
+    slice_spacing_mm: float | None = None
+
+    @property
+    def spacing_mm(self) -> float:
+        """Distance between adjacent slice centres (mm)."""
+        return self.slice_thickness_mm if self.slice_spacing_mm is None else self.slice_spacing_mm
+
+    @property
+    def groups(self) -> int:
+        """Excitations (collapsed slice groups) per repetition."""
+        return self.slices // self.multiband
+
+    @property
+    def shift(self) -> int:
+        """The CAIPI factor in use."""
+        return self.multiband if self.caipi_shift is None else self.caipi_shift
+
+    @property
+    def slice_gap_mm(self) -> float:
+        """Distance between simultaneously excited slices (mm)."""
+        return self.groups * self.spacing_mm
 
     @property
     def nx_encoded(self) -> int:
@@ -167,6 +215,18 @@ class EpiSpec:
                 f"simulate EPI: dwell {self.ramp_dwell_us} us leaves gaps over one grid unit "
                 "on the flat top (regridding needs them <= 1)"
             )
+        if self.multiband < 1 or self.slices % self.multiband:
+            raise ConfigError(
+                f"simulate EPI: multiband {self.multiband} must be positive and divide the "
+                f"{self.slices} slices"
+            )
+        if self.spacing_mm < self.slice_thickness_mm:
+            raise ConfigError(
+                f"simulate EPI: slice spacing {self.spacing_mm} mm below the thickness "
+                f"{self.slice_thickness_mm} mm"
+            )
+        if self.shift < 0:
+            raise ConfigError(f"simulate EPI: caipi_shift {self.caipi_shift} must be >= 0")
         self.base()
         return self
 
@@ -228,6 +288,17 @@ def _header(spec: EpiSpec) -> str:
         )
     header.sequenceParameters.sequence_type = "EPI"
     header.measurementInformation.sequenceName = "epi"
+    if spec.multiband > 1:
+        encoding.encodingLimits.slice = X.limitType(
+            minimum=0, maximum=spec.groups - 1, center=spec.groups // 2
+        )
+        factor, shift, gap = MULTIBAND_PARAMETERS
+        params = header.userParameters
+        params.userParameterLong.append(X.userParameterLongType(name=factor, value=spec.multiband))
+        params.userParameterLong.append(X.userParameterLongType(name=shift, value=spec.shift))
+        params.userParameterDouble.append(
+            X.userParameterDoubleType(name=gap, value=spec.slice_gap_mm)
+        )
     return X.ToXML(header)
 
 
@@ -274,7 +345,7 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
     path = Path(path)
     n, ns, nx = spec.matrix, spec.slices, spec.nx_encoded
     shape = (ns, n, nx)
-    fov = (spec.slice_thickness_mm * ns, spec.fov_mm, spec.fov_mm * nx / n)
+    fov = (spec.spacing_mm * ns, spec.fov_mm, spec.fov_mm * nx / n)
     image = brain_phantom(shape, seed=spec.seed, fov_mm=fov)
     maps = coil_sensitivities(spec.ncoils, shape, fov_mm=fov)
     rng = np.random.default_rng(spec.seed + 3)
@@ -294,39 +365,59 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
     navigators = ("navigators", np.full(3, centre), np.array(NAVIGATOR_POLARITY))
     calibration = ("calibration", calib, np.arange(len(calib)) % 2 == 1)
     lines_train = ("imaging", imaging, np.arange(len(imaging)) % 2 == 1)
+
+    def position(s: int) -> tuple[float, float, float]:
+        return (0.0, 0.0, (s - ns // 2) * spec.spacing_mm)
+
+    def trains():
+        """``(train, hybrid (ncoils, ky, x), error (x,), slice counter, position, repetition,
+        extra flags)`` in acquisition order."""
+        sbr = np.uint64(0)
+        if spec.multiband > 1:  # single-band reference of every slice before the series
+            sbr = _bit(CALIBRATION)
+            for s in range(ns):
+                error = phi0[s] + phi1[s] * x
+                for train in (navigators, calibration):
+                    yield train, hybrid[:, s], error, s, position(s), 0, sbr
+        phase = caipi_phase(n, spec.multiband, spec.shift, spec.accel)[:, :, None]
+        for rep in range(spec.repetitions):
+            frame = hybrid + timecourse[rep] * active
+            first = spec.accel > 1 and rep == 0 and spec.multiband == 1
+            for g in range(spec.groups):
+                members = g + spec.groups * np.arange(spec.multiband)
+                data = (phase[None] * frame[:, members]).sum(axis=1)  # (ncoils, ky, x)
+                error = phi0[g] + phi1[g] * x
+                for train in [navigators, *([calibration] if first else []), lines_train]:
+                    yield train, data, error, g, position(g), rep, np.uint64(0)
+
     scan = 0
     with RawWriter(path, _header(spec)) as raw:
         last = None
-        for rep in range(spec.repetitions):
-            frame = hybrid + timecourse[rep] * active
-            first = spec.accel > 1 and rep == 0
-            trains = [navigators, *([calibration] if first else []), lines_train]
-            for s in range(ns):
-                for kind, lines, reverse in trains:
-                    data = _echo_train(frame[:, s], lines, reverse, phi0[s] + phi1[s] * x, kx)
-                    if spec.noise_std > 0:
-                        noise = correlated_noise(cov, (len(lines), spec.samples), rng)
-                        data += noise.transpose(1, 0, 2)
-                    head = new_headers(len(lines), ncoils=spec.ncoils, nsamples=spec.samples)
-                    head["scan_counter"] = scan + np.arange(len(lines))
-                    head["sample_time_us"] = spec.dwell_us
-                    head["idx"]["kspace_encode_step_1"] = lines
-                    head["idx"]["slice"] = s
-                    head["idx"]["repetition"] = rep
-                    head["position"] = (0.0, 0.0, (s - ns // 2) * spec.slice_thickness_mm)
-                    flags = np.where(reverse, _bit(REVERSE), np.uint64(0)).astype(np.uint64)
-                    flags |= {"navigators": _bit(PHASE_CORRECTION),
-                              "calibration": _bit(CALIBRATION),
-                              "imaging": np.uint64(0)}[kind]  # fmt: skip
-                    if kind == "imaging":
-                        flags[0] |= _bit(FIRST_IN_SLICE)
-                        flags[-1] |= _bit(LAST_IN_SLICE)
-                    head["flags"] = flags
-                    if last is not None:
-                        raw.append(*last)
-                    last = (head, data)
-                    scan += len(lines)
-                    counts[kind] += len(lines)
+        for (kind, lines, reverse), data, error, s, pos, rep, extra in trains():
+            data = _echo_train(data, lines, reverse, error, kx)
+            if spec.noise_std > 0:
+                noise = correlated_noise(cov, (len(lines), spec.samples), rng)
+                data += noise.transpose(1, 0, 2)
+            head = new_headers(len(lines), ncoils=spec.ncoils, nsamples=spec.samples)
+            head["scan_counter"] = scan + np.arange(len(lines))
+            head["sample_time_us"] = spec.dwell_us
+            head["idx"]["kspace_encode_step_1"] = lines
+            head["idx"]["slice"] = s
+            head["idx"]["repetition"] = rep
+            head["position"] = pos
+            flags = np.where(reverse, _bit(REVERSE), np.uint64(0)).astype(np.uint64)
+            flags |= {"navigators": _bit(PHASE_CORRECTION),
+                      "calibration": _bit(CALIBRATION),
+                      "imaging": np.uint64(0)}[kind] | extra  # fmt: skip
+            if kind == "imaging":
+                flags[0] |= _bit(FIRST_IN_SLICE)
+                flags[-1] |= _bit(LAST_IN_SLICE)
+            head["flags"] = flags
+            if last is not None:
+                raw.append(*last)
+            last = (head, data)
+            scan += len(lines)
+            counts[kind] += len(lines)
         last[0]["flags"][-1] |= _bit(LAST_IN_MEASUREMENT)
         raw.append(*last)
     crop = slice((nx - n) // 2, (nx - n) // 2 + n)  # the recon FOV
