@@ -30,6 +30,7 @@ constant from the phase of ``sum_x z(x) exp(-i phi1 x)``. Lines are corrected by
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -137,6 +138,18 @@ def regrid_matrix(kx: np.ndarray, nx: int, nx_out: int | None = None) -> np.ndar
     with single_threaded_blas(np):  # small SVD: BLAS threads only spin-wait (recon.iterative.blas)
         profile = np.linalg.pinv(sampled / np.sqrt(nx), rcond=1e-8)[first : first + nx_out]
         return (uniform @ profile).astype(np.complex64)
+
+
+@functools.lru_cache(maxsize=8)
+def readout_operators(kx: tuple[float, ...], nx: int, nx_out: int) -> tuple[np.ndarray, ...]:
+    """:func:`regrid_matrix` of forward and of flipped reversed readouts at ``kx``, made once
+    per readout timing (a series sorts every slice and repetition with the same two);
+    read-only."""
+    k = np.asarray(kx)
+    operators = (regrid_matrix(k, nx, nx_out), regrid_matrix(-k[::-1], nx, nx_out))
+    for operator in operators:
+        operator.setflags(write=False)
+    return operators
 
 
 @dataclass
@@ -266,7 +279,7 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
     ns = len(kx)
     if np.any(head.number_of_samples[np.concatenate(list(rows.values()))] != ns):
         raise InputError(f"{raw.path}: EPI readouts do not all have the {ns} samples expected")
-    operators = (regrid_matrix(kx, nx_enc, nx), regrid_matrix(-kx[::-1], nx_enc, nx))
+    operators = readout_operators(tuple(float(k) for k in kx), nx_enc, nx)
     reverse = has_flag(head.flags, REVERSE)
     ky = head.kspace_encode_step_1.astype(np.int64)
     used = np.concatenate(list(rows.values()))

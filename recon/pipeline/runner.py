@@ -60,6 +60,7 @@ from recon.io.sort import (
     sort_cartesian,
     sort_noncartesian,
 )
+from recon.iterative.blas import limit_blas_threads
 from recon.pipeline.config import (
     ScannerConfig,
     Selection,
@@ -101,6 +102,14 @@ class Plan:
     @property
     def nunits(self) -> int:
         return len(self.slices) * len(self.frames)
+
+    @property
+    def sorted_slices(self) -> list[int]:
+        """The ``idx.slice`` values the units are sorted by: the collapsed groups
+        ``0 .. G-1`` of a multiband file (each yields its ``MB`` slices), else :attr:`slices`."""
+        if self.multiband is None:
+            return self.slices
+        return self.slices[: len(self.slices) // self.multiband.factor]
 
 
 @dataclass
@@ -441,11 +450,12 @@ def _epi_units(plan: Plan, slice_value: int, repetition: int):
     )
 
 
-def _sms_epi_units(plan: Plan, slice_value: int, repetition: int, ctx: Context):
-    """Multiband EPI: the unit of true slice ``s`` (group ``g = s mod G``, band ``s // G``):
-    the group's collapsed k-space, sorted and ghost-corrected, split by split-slice GRAPPA
-    into the slice's k-space ``(ncoils, 1, ny, nx)`` on the in-plane lattice; the slice's
-    single-band reference lines are its separate ACS. The reference (``sms_reference``, per
+def _sms_epi_units(plan: Plan, group: int, repetition: int, ctx: Context):
+    """Multiband EPI: the ``MB`` units of collapsed group ``g`` (true slices ``g + b G``).
+
+    The group's k-space is sorted and ghost-corrected once, and split by split-slice GRAPPA
+    into each slice's k-space ``(ncoils, 1, ny, nx)`` on the in-plane lattice; a slice's
+    single-band reference lines are its separate ACS. The references (``sms_reference``, per
     slice) and the separation kernels (``slice_grappa``, per group) go through the context
     cache, so a series calibrates them once."""
     from recon.cartesian import slice_grappa
@@ -453,47 +463,49 @@ def _sms_epi_units(plan: Plan, slice_value: int, repetition: int, ctx: Context):
     from recon.cartesian.grappa import find_acs
 
     raw, cfg, mb = plan.raw, plan.config["epi"], plan.multiband
-    ngroups = len(plan.slices) // mb.factor
-    group, band = slice_value % ngroups, slice_value // ngroups
+    ngroups = len(plan.sorted_slices)
     members = [group + ngroups * b for b in range(mb.factor)]
     options = {
         "correct": cfg["ghost_correction"],
         "fit_order": 1 if cfg["navigator_fit"] == "linear" else 0,
     }
-    reference = ctx.calibrated(
-        "sms_reference", slice_value, lambda: sort_sbr(raw, slices=[slice_value], **options)
-    )
-    acs = find_acs(np.abs(reference.kspace[0]).sum(axis=(0, 2)) > 0)[1]
+    references = [
+        ctx.calibrated("sms_reference", s, lambda s=s: sort_sbr(raw, slices=[s], **options))
+        for s in members
+    ]
+    acs = [find_acs(np.abs(r.kspace[0]).sum(axis=(0, 2)) > 0)[1] for r in references]
 
     def separation() -> Any:
         sbr = sort_sbr(raw, slices=members, **options)
-        return slice_grappa.calibrate(sbr.kspace, shift=mb.shift, ry=sbr.acceleration, acs=acs)
+        return slice_grappa.calibrate(sbr.kspace, shift=mb.shift, ry=sbr.acceleration, acs=acs[0])
 
     kernel = ctx.calibrated("slice_grappa", group, separation)
     epi = sort_epi(raw, repetition=repetition, slices=[group], readouts=~is_sbr(raw), **options)
-    kspace = slice_grappa.separate(kernel, epi.kspace[0], slices=[band])[0]
+    separated = slice_grappa.separate(kernel, epi.kspace[0])  # (mb, ncoils, ny, nx)
     dev = plan.device
-    ny, nx = kspace.shape[-2:]
+    ny, nx = separated.shape[-2:]
     lattice = (np.abs(epi.kspace[0]).sum(axis=(0, -1)) > 0)[None]  # (1, ny)
     extent = _extent(raw, lattice)
     rows = raw.select(*IMAGING_KINDS, encoding=0)
-    yield (
-        Unit(
-            key={"slice": slice_value, "repetition": repetition},
-            family="cartesian",
-            shape=(1, ny, nx),
-            data=dev.to(kspace[:, None]),
-            acceleration=(epi.acceleration, 1),
-            dwell_time_us=float(np.median(raw.head.sample_time_us[rows])),
-            sampled=lattice,
-            lattice=lattice,
-            calib=dev.to(reference.kspace[0][:, None, acs]),  # (ncoils, 1, cy, nx)
-            calib_region=(slice(0, 1), acs),
-            calib_separate=True,
-            extent=extent,
-        ),
-        reference.geometry,
-    )
+    dwell = float(np.median(raw.head.sample_time_us[rows]))
+    for band, slice_value in enumerate(members):
+        yield (
+            Unit(
+                key={"slice": slice_value, "repetition": repetition},
+                family="cartesian",
+                shape=(1, ny, nx),
+                data=dev.to(separated[band][:, None]),
+                acceleration=(epi.acceleration, 1),
+                dwell_time_us=dwell,
+                sampled=lattice,
+                lattice=lattice,
+                calib=dev.to(references[band].kspace[0][:, None, acs[band]]),  # (nc, 1, cy, nx)
+                calib_region=(slice(0, 1), acs[band]),
+                calib_separate=True,
+                extent=extent,
+            ),
+            references[band].geometry,
+        )
 
 
 def _crop(image: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -586,6 +598,7 @@ def reconstruct(
     if tracing:
         tracemalloc.start()
     frame_index = {frame: i for i, frame in enumerate(plan.frames)}
+    slice_index = {value: i for i, value in enumerate(plan.slices)}
     units = _cartesian_units
     if plan.multiband is not None:
         units = functools.partial(_sms_epi_units, ctx=ctx)
@@ -604,7 +617,7 @@ def reconstruct(
     overall_peak = 0
     try:
         with plan.device.use(), _blas_threads(plan):
-            for s_index, slice_value in enumerate(plan.slices):
+            for slice_value in plan.sorted_slices:
                 for repetition in repetitions:
                     t0 = time.perf_counter()
                     if tracing:
@@ -634,13 +647,16 @@ def reconstruct(
                                 dtype=image.dtype,
                             )
                         nz = image.shape[0]
+                        s_index = slice_index[unit.key.get("slice", slice_value)]
                         frame = tuple(unit.key.get(axis, 0) for axis in FRAME_AXES)
                         f = frame_index[frame]
                         images[f, s_index * nz : (s_index + 1) * nz] = image
                         geometries.setdefault(s_index, geometry.with_shape(image.shape))
                         done += 1
                         if progress is not None:
-                            progress(f"slice {slice_value} repetition {repetition}", done, total)
+                            progress(
+                                f"slice {plan.slices[s_index]} repetition {repetition}", done, total
+                            )
                         t0 = time.perf_counter()
                         if tracing:
                             tracemalloc.reset_peak()
@@ -677,9 +693,7 @@ def _blas_threads(plan: Plan) -> Any:
     threads = int(plan.config["compute"]["blas_threads"])
     if threads == 0 or plan.device.is_gpu:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api="blas")
+    return limit_blas_threads(threads)
 
 
 def _account(timing: Any, t0: float, tracing: bool) -> None:
