@@ -58,6 +58,7 @@ STAGES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "grappa": (("cartesian",), "kspace", "kspace"),
     "partial_fourier": (("cartesian",), "kspace", "kspace"),
     "fft": (("cartesian",), "kspace", "coils"),
+    "b0map": (("cartesian",), "coils", "coils"),
     "grid": (("noncartesian",), "kspace", "coils"),
     "sense": (("cartesian",), "kspace", "image"),
     "cg-sense": (("noncartesian",), "kspace", "image"),
@@ -187,6 +188,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "crop_to_recon_matrix": Key("bool", True, "crop to the header's recon matrix"),
         "tsnr_map": Key(
             "bool", False, "series: also write <stem>_tsnr.nii.gz, temporal mean / std"
+        ),
+        "b0_map": Key(
+            "bool",
+            False,
+            "multi-echo Cartesian: also write <stem>_b0map.nii.gz, the B0 map (Hz) from the "
+            "echoes' phase, for noncartesian.field_map (adds stage 'b0map' after 'fft')",
         ),
     },
     "compute": {

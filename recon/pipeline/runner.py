@@ -49,6 +49,7 @@ import numpy as np
 
 from recon import __version__
 from recon.backend import Device, to_host
+from recon.cartesian.b0map import EchoPhase, echo_pairs
 from recon.errors import ConfigError, InputError
 from recon.geometry import Geometry, stack_slices
 from recon.io.flags import REVERSE, ReadoutKind, has_flag
@@ -133,6 +134,7 @@ class Reconstruction:
     peak_memory_bytes: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    field_map_hz: np.ndarray | None = None  # (nslices * nz, ny, nx) with stage 'b0map'
 
 
 @dataclass
@@ -229,6 +231,14 @@ def _check_possible(
                 f"{where}: EPI without phase-correction navigators; set "
                 "epi.ghost_correction=false to reconstruct without ghost correction"
             )
+    if "b0map" in chain:
+        try:
+            echo_pairs(raw.header.te_ms)
+        except InputError as error:
+            raise InputError(f"{where}: {error}") from None
+        rows = raw.select(*IMAGING_KINDS, encoding=0)
+        if np.unique(raw.head.contrast[rows]).size < 2:
+            raise InputError(f"{where}: a B0 map needs two or more echoes (contrasts) of data")
     field_map = config["noncartesian"]["field_map"]
     if family == "noncartesian" and field_map:
         if "cg-sense" not in chain:
@@ -241,6 +251,19 @@ def _check_possible(
         rows = raw.select(*IMAGING_KINDS, encoding=0)
         if (raw.head.trajectory_dimensions[rows] == 0).any():
             raise InputError(f"{raw.path}: non-Cartesian readouts without a stored trajectory")
+
+
+def _with_b0map(config: ScannerConfig, acquisition: str, chain: list[str]) -> list[str]:
+    """The chain with stage ``b0map`` after ``fft`` when ``output.b0_map`` asks for it."""
+    if not config["output"]["b0_map"] or "b0map" in chain:
+        return chain
+    if "fft" not in chain:
+        raise ConfigError(
+            f"scanner config {config.name}: output.b0_map needs per-coil images, a chain with "
+            f"'fft' (chain.{acquisition} is {' > '.join(chain)})"
+        )
+    at = chain.index("fft") + 1
+    return [*chain[:at], "b0map", *chain[at:]]
 
 
 def plan_run(
@@ -292,7 +315,7 @@ def plan_run(
         cfg.values["compute"]["device"] = device
     dev = Device(cfg["compute"]["device"])
     acquisition = acquisition_type(raw)
-    chain = cfg.chain(acquisition)
+    chain = _with_b0map(cfg, acquisition, cfg.chain(acquisition))
     _check_possible(raw, cfg, acquisition, chain)
     slices = sorted(int(s) for s in np.unique(raw.head.slice[rows]))
     multiband = None
@@ -543,6 +566,7 @@ def new_context(plan: Plan) -> Context:
         source=raw.path.name,
         field_map=_field_map(plan),
         echo_time_s=float(te_ms[0]) * 1e-3 if te_ms else 0.0,
+        echo_phase=EchoPhase(te_ms) if "b0map" in plan.chain else None,
     )
 
 
@@ -584,7 +608,9 @@ def reconstruct(
     plan : Plan
         From :func:`plan_run`.
     context : Context, optional
-        Calibrations to reuse and extend (:func:`new_context`); a new one by default.
+        Calibrations to reuse and extend (:func:`new_context`); a new one by default. The
+        B0 map of a chain with ``b0map`` is made only with a new context (with a shared one,
+        call ``context.echo_phase.field_map`` when every echo has been through).
     progress : callable, optional
         ``progress(description, done, total)`` after every unit.
     measure_memory : bool
@@ -670,6 +696,13 @@ def reconstruct(
     ordered = [geometries[i] for i in range(len(plan.slices))]
     geometry = ordered[0] if len(ordered) == 1 else stack_slices(ordered)
     geometry = geometry.with_shape(tuple(images.shape[-3:]))
+    field_map = None
+    if ctx.echo_phase is not None and context is None:
+        maps = [ctx.echo_phase.field_map([value]) for value in plan.slices]
+        if crop:
+            rx, ry, rz = recon_matrix
+            maps = [_crop(m, (min(rz, m.shape[0]), ry, rx)) for m in maps]
+        field_map = np.concatenate(maps)
     return Reconstruction(
         images=images,
         geometry=geometry,
@@ -679,6 +712,7 @@ def reconstruct(
         peak_memory_bytes=overall_peak,
         seconds=time.perf_counter() - start,
         notes=list(ctx.notes),
+        field_map_hz=field_map,
     )
 
 
@@ -817,6 +851,21 @@ def write_outputs(
             outputs.append(
                 write_dicom(folder / f"{stem}_dicom", np.abs(images), recon.geometry, header=header)
             )
+    if recon.field_map_hz is not None:
+        pairs, delta_te_s = echo_pairs(header.te_ms)
+        fieldmap_sidecar = {
+            "Units": "Hz",
+            "EchoTimes": [t * 1e-3 for t in header.te_ms],
+            "EchoPairs": pairs,
+            "EchoSpacing": delta_te_s,
+            "Method": "phase of sum over coils of x_{e+1} conj(x_e), smoothed (recon b0map)",
+            "ReconProvenance": extra,
+        }
+        b0map = export_nifti(
+            folder / f"{stem}_b0map", recon.field_map_hz, recon.geometry, fieldmap_sidecar
+        )
+        outputs.append(b0map)
+        outputs.append(folder / f"{stem}_b0map.json")
     if plan.config["output"]["tsnr_map"]:
         if images.shape[0] > 1:
             outputs.append(

@@ -113,6 +113,7 @@ class Context:
     source: str = ""
     field_map: dict[int, Any] | None = None
     echo_time_s: float = 0.0
+    echo_phase: Any = None  # recon.cartesian.b0map.EchoPhase when the chain has 'b0map'
     counts: Counter = field(default_factory=Counter)
     cache: dict[tuple, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -396,6 +397,16 @@ class Fft(Stage):
         unit.data = None
 
 
+class B0Map(Stage):
+    """Echo-to-echo phase of the per-coil images, summed for the B0 field map
+    (:class:`recon.cartesian.b0map.EchoPhase`); the images pass on unchanged."""
+
+    name = "b0map"
+
+    def __call__(self, unit: Unit, ctx: Context) -> None:
+        ctx.echo_phase.add(unit.key, unit.coils)
+
+
 class Combine(Stage):
     """Coil combination (:mod:`recon.coils.combine`): root-sum-of-squares, Roemer with the
     coil maps (``sensitivity``), or adaptive (Inati maps from the images themselves)."""
@@ -594,6 +605,7 @@ STAGE_CLASSES: dict[str, type[Stage]] = {
         Grappa,
         PartialFourier,
         Fft,
+        B0Map,
         Combine,
         Sense,
         Pics,

@@ -66,7 +66,7 @@ def build_header(spec: SimSpec, *, step1_limits: tuple[int, int, int]) -> str:
         kspace_encoding_step_2=limit(0, nz - 1, nz // 2),
         average=limit(0, 0, 0),
         slice=limit(0, nslices - 1, nslices // 2),
-        contrast=limit(0, 0, 0),
+        contrast=limit(0, spec.echoes - 1, 0),
         phase=limit(0, 0, 0),
         repetition=limit(0, spec.repetitions - 1, 0),
         set=limit(0, 0, 0),
@@ -132,7 +132,7 @@ def build_header(spec: SimSpec, *, step1_limits: tuple[int, int, int]) -> str:
         encoding=[encoding],
         sequenceParameters=X.sequenceParametersType(
             TR=[spec.tr_ms],
-            TE=[spec.te_ms],
+            TE=spec.echo_times_ms,
             flipAngle_deg=[spec.flip_deg],
             sequence_type="Flash",
         ),

@@ -237,61 +237,72 @@ class _Scene:
 
 
 def _cartesian_pass(
-    writer: _Writer, scene: _Scene, plan: LinePlan, kspace: np.ndarray, repetition: int, *,
-    calibration_pass: bool,
+    writer: _Writer, scene: _Scene, plan: LinePlan, echoes: list[np.ndarray], repetition: int,
+    *, calibration_pass: bool,
 ) -> None:  # fmt: skip
-    """Write one pass over k-space for every slice (2D) or the slab (3D)."""
+    """Write one pass over k-space for every slice (2D) or the slab (3D).
+
+    ``echoes`` holds the k-space of every echo; each line is read once per echo after its
+    excitation (line-major, echo-minor order), echo ``e`` with ``idx.contrast = e``.
+    """
     spec = scene.spec
     nslices = 1 if spec.volumetric else spec.slices
-    nx = kspace.shape[-1]
+    necho, nc, nx = len(echoes), echoes[0].shape[0], echoes[0].shape[-1]
+    nread = len(plan.ky) * necho
     for s in range(nslices):
         z = plan.kz if spec.volumetric else np.full_like(plan.ky, s)
-        data = np.ascontiguousarray(kspace[:, z, plan.ky, :].transpose(1, 0, 2))
+        lines = np.stack([k[:, z, plan.ky, :].transpose(1, 0, 2) for k in echoes], axis=1)
+        data = np.ascontiguousarray(lines.reshape(nread, nc, nx))
         if spec.noise_std > 0:
-            data += scene.noise(len(plan.ky), nx)
-        head = writer.heads(len(plan.ky), nx, scene.positions[s])
-        head["idx"]["kspace_encode_step_1"] = plan.ky
-        head["idx"]["kspace_encode_step_2"] = plan.kz if spec.volumetric else 0
+            data += scene.noise(nread, nx)
+        head = writer.heads(nread, nx, scene.positions[s])
+        head["idx"]["kspace_encode_step_1"] = np.repeat(plan.ky, necho)
+        head["idx"]["kspace_encode_step_2"] = np.repeat(plan.kz, necho) if spec.volumetric else 0
         head["idx"]["slice"] = s
         head["idx"]["repetition"] = repetition
+        head["idx"]["contrast"] = np.tile(np.arange(necho), len(plan.ky))
         flags = np.zeros(len(plan.ky), dtype=np.uint64)
         if calibration_pass:
             flags |= _bit(CALIBRATION)
         else:
             flags[plan.calibration & plan.imaging] |= _bit(CALIBRATION_AND_IMAGING)
             flags[plan.calibration & ~plan.imaging] |= _bit(CALIBRATION)
-        head["flags"] = flags
+        head["flags"] = np.repeat(flags, necho)
         if not calibration_pass:
             _mark_slice_and_repetition(head, s == 0, s == nslices - 1)
         writer.write(head, data)
 
 
 def _cartesian_scan(writer: _Writer, scene: _Scene) -> tuple[np.ndarray, np.ndarray]:
-    """Noise, calibration and imaging readouts; returns (noise-free k-space, line mask)."""
+    """Noise, calibration and imaging readouts; returns (noise-free k-space of the first
+    echo, line mask)."""
     spec = scene.spec
     nx = scene.coil_images.shape[-1]
-    times = spec.te_ms * 1e-3 + (np.arange(nx) - nx // 2) * spec.dwell_us * 1e-6
     ndim = 3 if spec.three_d else 2
-    model = {"field_hz": scene.fmap, "readout_times_s": times if spec.field_map else None}
-    kspace = cartesian_kspace(scene.coil_images, ndim, **model)
-    active = None
-    if spec.repetitions > 1:
-        active = cartesian_kspace(scene.coil_images * scene.activation, ndim, **model)
+    echoes, actives = [], []
+    for te_ms in spec.echo_times_ms:
+        times = te_ms * 1e-3 + (np.arange(nx) - nx // 2) * spec.dwell_us * 1e-6
+        model = {"field_hz": scene.fmap, "readout_times_s": times if spec.field_map else None}
+        echoes.append(cartesian_kspace(scene.coil_images, ndim, **model))
+        if spec.repetitions > 1:
+            actives.append(cartesian_kspace(scene.coil_images * scene.activation, ndim, **model))
     _noise_block(writer, scene, nx)
-    mask = np.zeros((spec.repetitions, *kspace.shape[1:3]), dtype=bool)
+    mask = np.zeros((spec.repetitions, *echoes[0].shape[1:3]), dtype=bool)
     calib = calibration_plan(spec)
     if calib is not None:
-        _cartesian_pass(writer, scene, calib, kspace, 0, calibration_pass=True)
+        _cartesian_pass(writer, scene, calib, echoes, 0, calibration_pass=True)
     for rep in range(spec.repetitions):
         plan = imaging_plan(spec, rep)
-        frame = kspace if active is None else kspace + scene.timecourse[rep] * active
-        _cartesian_pass(writer, scene, plan, frame, rep, calibration_pass=False)
+        frames = echoes
+        if actives:
+            frames = [k + scene.timecourse[rep] * a for k, a in zip(echoes, actives, strict=True)]
+        _cartesian_pass(writer, scene, plan, frames, rep, calibration_pass=False)
         for lines in (plan,) if calib is None else (plan, calib):
             if spec.three_d:
                 mask[rep, lines.kz, lines.ky] = True
             else:
                 mask[rep, :, lines.ky] = True
-    return kspace, mask
+    return echoes[0], mask
 
 
 def _noncartesian_coords(spec: SimSpec) -> np.ndarray:

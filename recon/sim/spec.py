@@ -69,6 +69,13 @@ class SimSpec:
         dwell.
     te_ms, tr_ms, flip_deg : float
         Sequence parameters (echo time, repetition time, flip angle).
+    echoes : int
+        Gradient echoes per excitation (Cartesian), written as ISMRMRD contrasts
+        ``0 .. echoes-1`` at ``TE_e = te_ms + e echo_spacing_ms`` (a multi-echo B0 mapping
+        scan with ``field_map``: echo ``e`` carries the phase ``2 pi f TE_e``); the header
+        lists every TE.
+    echo_spacing_ms : float
+        Time between successive echoes (ms).
     oblique_deg : tuple of 3 float
         Rotation of the slice/slab about x, y and z (degrees), see
         :func:`recon.sim.space.rotation_matrix`.
@@ -102,6 +109,8 @@ class SimSpec:
     dwell_us: float = 5.0
     noise_dwell_us: float | None = None
     te_ms: float = 15.0
+    echoes: int = 1
+    echo_spacing_ms: float = 1.0
     tr_ms: float = 50.0
     flip_deg: float = 20.0
     oblique_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
@@ -137,6 +146,11 @@ class SimSpec:
         return min(self.calib, self.slices) if self.calib_z is None else self.calib_z
 
     @property
+    def echo_times_ms(self) -> list[float]:
+        """TE of every echo (ms)."""
+        return [self.te_ms + e * self.echo_spacing_ms for e in range(self.echoes)]
+
+    @property
     def noise_dwell(self) -> float:
         return self.dwell_us if self.noise_dwell_us is None else self.noise_dwell_us
 
@@ -168,6 +182,9 @@ class SimSpec:
         need(self.noise_readouts >= 0, f"noise readouts {self.noise_readouts} must be >= 0")
         need(self.dwell_us > 0 and self.noise_dwell > 0, "dwell times must be > 0")
         need(self.field_spread_hz >= 0, "field-map spread must be >= 0")
+        need(1 <= self.echoes <= 16, f"echoes {self.echoes} must be in [1, 16]")
+        need(self.echo_spacing_ms > 0, f"echo spacing {self.echo_spacing_ms} ms must be > 0")
+        need(self.echoes == 1 or self.cartesian, "multi-echo is for Cartesian trajectories")
         need(
             self.te_ms >= 0 and self.tr_ms > 0 and 0 < self.flip_deg <= 180,
             "TE must be >= 0, TR > 0 and the flip angle in (0, 180] degrees",
