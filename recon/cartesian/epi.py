@@ -152,20 +152,29 @@ def readout_operators(kx: tuple[float, ...], nx: int, nx_out: int) -> tuple[np.n
     return operators
 
 
+#: ``epi.navigator_fit`` names and the polynomial order of the odd/even phase they fit.
+NAVIGATOR_FITS = {"constant": 0, "linear": 1, "quadratic": 2, "cubic": 3}
+
+
 @dataclass
 class GhostPhase:
-    """Odd/even phase difference ``D(x) = phi0 + phi1 x`` (rad; x in pixels from the centre)."""
+    """Odd/even phase difference ``D(x) = phi0 + phi1 x + sum_k c_k u^k`` (rad; x in pixels
+    from the centre, ``u = x / (nx / 2)``, ``c_k`` of ``higher`` for ``k = 2, 3, ..``)."""
 
     phi0: float
     phi1: float
+    higher: tuple[float, ...] = ()
 
     def profile(self, nx: int) -> np.ndarray:
         """``D(x)`` for the ``nx`` pixels, float64."""
-        return self.phi0 + self.phi1 * (np.arange(nx) - nx // 2)
+        x = np.arange(nx) - nx // 2
+        u = x / (nx / 2)
+        terms = sum(c * u ** (k + 2) for k, c in enumerate(self.higher))
+        return self.phi0 + self.phi1 * x + terms
 
 
 def fit_ghost_phase(navigators: np.ndarray, reverse: np.ndarray, order: int = 1) -> GhostPhase:
-    """Linear fit of the reversed-minus-forward phase of navigator readouts.
+    """Polynomial fit of the reversed-minus-forward phase of navigator readouts.
 
     Parameters
     ----------
@@ -174,7 +183,10 @@ def fit_ghost_phase(navigators: np.ndarray, reverse: np.ndarray, order: int = 1)
     reverse : (nnav,) bool
         Polarity of each navigator; both polarities must be present.
     order : int
-        1: constant and slope; 0: constant only (``phi1 = 0``), for noisy navigators.
+        1: constant and slope; 0: constant only (``phi1 = 0``), for noisy navigators;
+        2, 3: the linear fit, then a polynomial in ``u`` of this order fitted to the
+        remaining phase (small, so no unwrapping) by least squares weighted by ``|z(x)|``
+        over the pixels above 5 % of its maximum.
     """
     reverse = np.asarray(reverse, dtype=bool)
     if reverse.all() or not reverse.any():
@@ -182,9 +194,18 @@ def fit_ghost_phase(navigators: np.ndarray, reverse: np.ndarray, order: int = 1)
     profiles = ifftc(np.asarray(navigators, dtype=np.complex64), axes=(-1,))
     z = (profiles[reverse].mean(axis=0) * np.conj(profiles[~reverse].mean(axis=0))).sum(axis=0)
     phi1 = float(np.angle(np.vdot(z[:-1], z[1:]))) if order >= 1 else 0.0
-    x = np.arange(z.shape[-1]) - z.shape[-1] // 2
+    nx = z.shape[-1]
+    x = np.arange(nx) - nx // 2
     phi0 = float(np.angle(np.sum(z * np.exp(-1j * phi1 * x))))
-    return GhostPhase(phi0, phi1)
+    if order <= 1:
+        return GhostPhase(phi0, phi1)
+    weight = np.abs(z)
+    keep = weight > 0.05 * weight.max()
+    remaining = np.angle(z * np.exp(-1j * (phi0 + phi1 * x)))
+    u = x / (nx / 2)
+    basis = np.stack([u**k for k in range(order + 1)], axis=1) * np.sqrt(weight)[:, None]
+    coef = np.linalg.lstsq(basis[keep], (remaining * np.sqrt(weight))[keep], rcond=None)[0]
+    return GhostPhase(phi0 + coef[0], phi1 + coef[1] / (nx / 2), tuple(float(c) for c in coef[2:]))
 
 
 def correct_ghost(kspace: np.ndarray, reverse: np.ndarray, phase: GhostPhase) -> np.ndarray:
@@ -215,6 +236,9 @@ class EpiSlices:
         The slices stacked, ``(nslices, ny, nx)`` (for :func:`recon.io.export.export_nifti`).
     calib_first : int
         ``kspace_encode_step_1`` of the first calibration line (row 0 of ``calib``).
+    segment_phases : list of dict or None
+        With ``per_segment``: per slice, the phase of every shot (``idx.segment``) from its
+        own navigators.
     """
 
     kspace: np.ndarray
@@ -223,11 +247,13 @@ class EpiSlices:
     acceleration: int
     geometry: Geometry
     calib_first: int = 0
+    segment_phases: list[dict[int, GhostPhase]] | None = None
 
 
 def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
              remove_oversampling: bool = True, slices: Sequence[int] | None = None,
-             fit_order: int = 1, readouts: np.ndarray | None = None) -> EpiSlices:  # fmt: skip
+             fit_order: int = 1, readouts: np.ndarray | None = None,
+             per_segment: bool = False) -> EpiSlices:  # fmt: skip
     """Sort one repetition of a 2D EPI file into regridded, ghost-corrected k-space per slice.
 
     Every readout is flipped when reversed (flag 22) and regridded from the header's trapezoid
@@ -241,14 +267,17 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
     values) restricts the sort to those slices (all by default); ``fit_order`` is the
     navigator fit's ``order`` (:func:`fit_ghost_phase`). ``readouts`` (bool per readout)
     restricts the sort to those readouts (e.g. a multiband series without its single-band
-    reference, :func:`reconstruct_sms_epi`).
+    reference, :func:`reconstruct_sms_epi`). With ``per_segment`` (segmented multi-shot EPI)
+    the lines of each shot (``idx.segment``) are corrected with the phase of that shot's own
+    navigators, lines of a shot without navigators with the slice's pooled phase.
 
     Raises
     ------
     InputError
         No imaging readouts in the repetition, readouts of another length than the trapezoid's
-        ``numSamples`` or outside the encoded lines, a slice without navigators of both
-        polarities when ``correct``, or an incomplete trapezoid description.
+        ``numSamples`` or outside the encoded lines, a slice (or, with ``per_segment``, a
+        shot) without navigators of both polarities when ``correct``, or an incomplete
+        trapezoid description.
     """
     enc = raw.header.encoding
     nx_enc, ny, _ = enc.encoded_matrix
@@ -302,10 +331,12 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
 
     kspace = np.zeros((len(slices), nc, ny, nx), dtype=np.complex64)
     rev_img = np.zeros((len(slices), ny), dtype=bool)
+    seg_img = np.zeros((len(slices), ny), dtype=np.int64)
     r = rows["imaging"]
     kspace[slot[r], :, ky[r]] = lines(r)
     rev_img[slot[r], ky[r]] = reverse[r]
-    calib = rev_cal = None
+    seg_img[slot[r], ky[r]] = head.segment[r]
+    calib = rev_cal = seg_cal = None
     calib_first = 0
     r = rows["calib"]
     r = r[np.isin(head.slice[r], slices)]
@@ -313,8 +344,10 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
         first = calib_first = int(ky[r].min())
         calib = np.zeros((len(slices), nc, int(ky[r].max()) - first + 1, nx), np.complex64)
         rev_cal = np.zeros(calib.shape[::2], dtype=bool)
+        seg_cal = np.zeros(calib.shape[::2], dtype=np.int64)
         calib[slot[r], :, ky[r] - first] = lines(r)
         rev_cal[slot[r], ky[r] - first] = reverse[r]
+        seg_cal[slot[r], ky[r] - first] = head.segment[r]
     geometry = []
     for value in slices:
         first = rows["imaging"][head.slice[rows["imaging"]] == value][0]
@@ -336,20 +369,44 @@ def sort_epi(raw: RawData, *, repetition: int = 0, correct: bool = True,
         return result
     r = rows["nav"]
     navigators = lines(r)
-    phases = []
+    phases, segment_phases = [], []
+
+    def fit(which: np.ndarray, what: str) -> GhostPhase:
+        if not (reverse[r][which].any() and (~reverse[r][which]).any()):
+            raise InputError(
+                f"{raw.path}: {what} lacks phase-correction readouts of both polarities"
+            )
+        return fit_ghost_phase(navigators[which], reverse[r][which], fit_order)
+
     for s, value in enumerate(slices):
         mine = head.slice[r] == value
-        if not (reverse[r][mine].any() and (~reverse[r][mine]).any()):
-            raise InputError(
-                f"{raw.path}: slice {value} lacks phase-correction readouts of both polarities"
-            )
-        phase = fit_ghost_phase(navigators[mine], reverse[r][mine], fit_order)
+        phase = fit(mine, f"slice {value}")
+        own = {}
+        if per_segment:
+            for k in np.unique(head.segment[r][mine]):
+                which = mine & (head.segment[r] == k)
+                own[int(k)] = fit(which, f"slice {value} segment {k}")
         phases.append(phase)
-        kspace[s] = correct_ghost(kspace[s], rev_img[s], phase)
+        segment_phases.append(own)
+        kspace[s] = _correct_segments(kspace[s], rev_img[s], seg_img[s], phase, own)
         if calib is not None:
-            calib[s] = correct_ghost(calib[s], rev_cal[s], phase)
+            calib[s] = _correct_segments(calib[s], rev_cal[s], seg_cal[s], phase, own)
     result.phases = phases
+    result.segment_phases = segment_phases if per_segment else None
     return result
+
+
+def _correct_segments(kspace: np.ndarray, reverse: np.ndarray, segment: np.ndarray,
+                      pooled: GhostPhase, own: dict[int, GhostPhase]) -> np.ndarray:  # fmt: skip
+    """Ghost-correct lines ``(ncoils, ny, nx)``: the lines of shot ``k`` (``segment``) with
+    ``own[k]``, all others with the phase ``pooled`` over the slice's navigators."""
+    if not own:
+        return correct_ghost(kspace, reverse, pooled)
+    out = np.empty_like(kspace)
+    for k in np.unique(segment):
+        lines = segment == k
+        out[:, lines] = correct_ghost(kspace[:, lines], reverse[lines], own.get(int(k), pooled))
+    return out
 
 
 def reconstruct_epi(epi: EpiSlices) -> np.ndarray:

@@ -126,8 +126,14 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "navigator_fit": Key(
             "str",
             "linear",
-            "odd/even phase model fitted to the navigators: constant + slope, or constant",
-            ("linear", "constant"),
+            "odd/even phase model fitted to the navigators: polynomial of order 1 (constant + "
+            "slope), 0, 2 or 3",
+            ("linear", "constant", "quadratic", "cubic"),
+        ),
+        "per_segment": Key(
+            "bool",
+            False,
+            "segmented EPI: correct each shot (idx.segment) with its own navigators",
         ),
     },
     "noise": {

@@ -50,6 +50,7 @@ import numpy as np
 from recon import __version__
 from recon.backend import Device, to_host
 from recon.cartesian.b0map import EchoPhase, echo_pairs
+from recon.cartesian.epi import NAVIGATOR_FITS
 from recon.errors import ConfigError, InputError
 from recon.geometry import Geometry, stack_slices
 from recon.io.flags import REVERSE, ReadoutKind, has_flag
@@ -440,7 +441,8 @@ def _epi_units(plan: Plan, slice_value: int, repetition: int):
         repetition=repetition,
         correct=cfg["ghost_correction"],
         slices=[slice_value],
-        fit_order=1 if cfg["navigator_fit"] == "linear" else 0,
+        fit_order=NAVIGATOR_FITS[cfg["navigator_fit"]],
+        per_segment=cfg["per_segment"],
     )
     dev = plan.device
     kspace = epi.kspace[0]  # (ncoils, ny, nx)
@@ -490,7 +492,7 @@ def _sms_epi_units(plan: Plan, group: int, repetition: int, ctx: Context):
     members = [group + ngroups * b for b in range(mb.factor)]
     options = {
         "correct": cfg["ghost_correction"],
-        "fit_order": 1 if cfg["navigator_fit"] == "linear" else 0,
+        "fit_order": NAVIGATOR_FITS[cfg["navigator_fit"]],
     }
     references = [
         ctx.calibrated("sms_reference", s, lambda s=s: sort_sbr(raw, slices=[s], **options))

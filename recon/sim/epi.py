@@ -99,6 +99,16 @@ class EpiSpec:
         2x readout oversampling (the encoded FOV x is twice the recon FOV, as on Siemens).
     phase_offset_rad, phase_slope_rad : float
         Typical odd/even phase difference: constant (rad) and slope (rad per pixel).
+    phase_curvature_rad : float
+        Typical quadratic odd/even phase ``c (x / (matrix / 2))^2`` (rad at the edge of the
+        recon FOV; 0: none), which a linear navigator fit leaves as a ghost.
+    segments : int
+        Shots of a segmented (interleaved multi-shot) EPI: shot ``k`` reads the imaging
+        lines ``k, k + segments, ..`` of the lattice with its own three navigators, all with
+        ``idx.segment = k``, and its own odd/even constant (``phase_offset_rad`` plus a
+        uniform draw in ``+-segment_phase_rad``). Single band only.
+    segment_phase_rad : float
+        Spread of the odd/even constant between the shots of a slice (rad).
     noise_std : float
         Per-channel noise standard deviation of one sample (object units).
     te_ms, tr_ms : float
@@ -131,6 +141,9 @@ class EpiSpec:
     oversampling: bool = False
     phase_offset_rad: float = 0.8
     phase_slope_rad: float = 0.05
+    phase_curvature_rad: float = 0.0
+    segments: int = 1
+    segment_phase_rad: float = 0.3
     noise_std: float = 0.002
     te_ms: float = 25.0
     tr_ms: float = 2000.0
@@ -227,6 +240,14 @@ class EpiSpec:
             )
         if self.shift < 0:
             raise ConfigError(f"simulate EPI: caipi_shift {self.caipi_shift} must be >= 0")
+        lines = len(range(self.matrix // 2 % self.accel, self.matrix, self.accel))
+        if not 1 <= self.segments <= lines // 2:
+            raise ConfigError(
+                f"simulate EPI: segments {self.segments} must be in [1, {lines // 2}] "
+                f"({lines} imaging lines)"
+            )
+        if self.segments > 1 and self.multiband > 1:
+            raise ConfigError("simulate EPI: segmented multiband EPI is not simulated")
         self.base()
         return self
 
@@ -242,6 +263,10 @@ class EpiTruth:
     coil_maps : (ncoils, nslices, ny, nx) complex64, ``sum_c |S_c|^2 = 1``
     phi0, phi1 : (nslices,) float64
         Odd/even phase difference per slice (rad, rad per pixel of the encoded readout).
+    phi2 : (nslices,) float64
+        Quadratic odd/even phase (rad at the recon FOV edge, see ``phase_curvature_rad``).
+    segment_phi0 : (nslices, segments) float64
+        Odd/even constant of every shot (``phi0`` plus the shot's offset).
     activation : (nslices, ny, nx) float32
         Fractional signal change of the active region (zero for a single frame).
     timecourse : (repetitions,) float32
@@ -260,6 +285,8 @@ class EpiTruth:
     counts: dict[str, int]
     path: Path
     truth_path: Path
+    phi2: np.ndarray | None = None
+    segment_phi0: np.ndarray | None = None
 
 
 def _header(spec: EpiSpec) -> str:
@@ -270,7 +297,7 @@ def _header(spec: EpiSpec) -> str:
                                                                    spec.matrix // 2)))  # fmt: skip
     encoding = header.encoding[0]
     encoding.trajectory = X.trajectoryType.EPI
-    encoding.echoTrainLength = spec.matrix // spec.accel
+    encoding.echoTrainLength = spec.matrix // spec.accel // spec.segments
     if spec.ramp_sampling:
         longs = {
             "rampUpTime": spec.ramp_up_us,
@@ -351,9 +378,20 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
     rng = np.random.default_rng(spec.seed + 3)
     phi0 = spec.phase_offset_rad * rng.uniform(0.7, 1.3, ns)
     phi1 = spec.phase_slope_rad * rng.uniform(0.7, 1.3, ns)
+    extra = np.random.default_rng(spec.seed + 5)  # keeps the draws of the other options
+    phi2 = spec.phase_curvature_rad * extra.uniform(0.7, 1.3, ns)
+    segment_phi0 = phi0[:, None] + spec.segment_phase_rad * (
+        extra.uniform(-1, 1, (ns, spec.segments)) if spec.segments > 1 else 0.0
+    )
     cov = noise_covariance(spec.ncoils, seed=spec.seed) * spec.noise_std**2
     kx = spec.kx()
     x = np.arange(nx) - nx // 2
+    curvature = (x / (n / 2)) ** 2
+
+    def odd_even(s: int, segment: int = 0) -> np.ndarray:
+        """``D(x)`` of slice (or group) ``s`` and shot ``segment`` on the encoded readout."""
+        return segment_phi0[s, segment] + phi1[s] * x + phi2[s] * curvature
+
     activation, timecourse = _activation(spec, shape, fov, image)
     # hybrid space (ncoils, nslices, ky, x): centred orthonormal FFT along y only
     hybrid = fftc((maps * image).astype(np.complex64), axes=(-2,))
@@ -364,21 +402,27 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
     calib = np.arange(centre - spec.calib // 2, centre - spec.calib // 2 + spec.calib)
     navigators = ("navigators", np.full(3, centre), np.array(NAVIGATOR_POLARITY))
     calibration = ("calibration", calib, np.arange(len(calib)) % 2 == 1)
-    lines_train = ("imaging", imaging, np.arange(len(imaging)) % 2 == 1)
+    shots = [
+        (
+            "imaging",
+            imaging[k :: spec.segments],
+            np.arange(len(imaging[k :: spec.segments])) % 2 == 1,
+        )
+        for k in range(spec.segments)
+    ]
 
     def position(s: int) -> tuple[float, float, float]:
         return (0.0, 0.0, (s - ns // 2) * spec.spacing_mm)
 
     def trains():
         """``(train, hybrid (ncoils, ky, x), error (x,), slice counter, position, repetition,
-        extra flags)`` in acquisition order."""
+        extra flags, segment, first and last train of the slice)`` in acquisition order."""
         sbr = np.uint64(0)
         if spec.multiband > 1:  # single-band reference of every slice before the series
             sbr = _bit(CALIBRATION)
             for s in range(ns):
-                error = phi0[s] + phi1[s] * x
                 for train in (navigators, calibration):
-                    yield train, hybrid[:, s], error, s, position(s), 0, sbr
+                    yield train, hybrid[:, s], odd_even(s), s, position(s), 0, sbr, 0, True, True
         phase = caipi_phase(n, spec.multiband, spec.shift, spec.accel)[:, :, None]
         for rep in range(spec.repetitions):
             frame = hybrid + timecourse[rep] * active
@@ -386,14 +430,16 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
             for g in range(spec.groups):
                 members = g + spec.groups * np.arange(spec.multiband)
                 data = (phase[None] * frame[:, members]).sum(axis=1)  # (ncoils, ky, x)
-                error = phi0[g] + phi1[g] * x
-                for train in [navigators, *([calibration] if first else []), lines_train]:
-                    yield train, data, error, g, position(g), rep, np.uint64(0)
+                for k, shot in enumerate(shots):
+                    edges = (k == 0, k == spec.segments - 1)
+                    acs = [calibration] if first and k == 0 else []
+                    for train in (navigators, *acs, shot):
+                        yield train, data, odd_even(g, k), g, position(g), rep, 0, k, *edges
 
     scan = 0
     with RawWriter(path, _header(spec)) as raw:
         last = None
-        for (kind, lines, reverse), data, error, s, pos, rep, extra in trains():
+        for (kind, lines, reverse), data, error, s, pos, rep, extra, k, *edges in trains():
             data = _echo_train(data, lines, reverse, error, kx)
             if spec.noise_std > 0:
                 noise = correlated_noise(cov, (len(lines), spec.samples), rng)
@@ -404,14 +450,15 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
             head["idx"]["kspace_encode_step_1"] = lines
             head["idx"]["slice"] = s
             head["idx"]["repetition"] = rep
+            head["idx"]["segment"] = k
             head["position"] = pos
             flags = np.where(reverse, _bit(REVERSE), np.uint64(0)).astype(np.uint64)
             flags |= {"navigators": _bit(PHASE_CORRECTION),
                       "calibration": _bit(CALIBRATION),
-                      "imaging": np.uint64(0)}[kind] | extra  # fmt: skip
+                      "imaging": np.uint64(0)}[kind] | np.uint64(extra)  # fmt: skip
             if kind == "imaging":
-                flags[0] |= _bit(FIRST_IN_SLICE)
-                flags[-1] |= _bit(LAST_IN_SLICE)
+                flags[0] |= _bit(FIRST_IN_SLICE) if edges[0] else np.uint64(0)
+                flags[-1] |= _bit(LAST_IN_SLICE) if edges[1] else np.uint64(0)
             head["flags"] = flags
             if last is not None:
                 raw.append(*last)
@@ -424,7 +471,8 @@ def simulate_epi(path: str | Path, spec: EpiSpec | None = None) -> EpiTruth:
     image, maps, activation = image[..., crop], maps[..., crop], activation[..., crop]
     truth_path = path.with_name(path.name + ".truth.npz")
     with atomic_path(truth_path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, image=image, coil_maps=maps, phi0=phi0, phi1=phi1,
-                 activation=activation, timecourse=timecourse,
+        np.savez(handle, image=image, coil_maps=maps, phi0=phi0, phi1=phi1, phi2=phi2,
+                 segment_phi0=segment_phi0, activation=activation, timecourse=timecourse,
                  spec=np.array(repr(spec)))  # fmt: skip
-    return EpiTruth(image, maps, phi0, phi1, activation, timecourse, counts, path, truth_path)
+    return EpiTruth(image, maps, phi0, phi1, activation, timecourse, counts, path, truth_path,
+                    phi2, segment_phi0)  # fmt: skip
