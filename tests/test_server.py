@@ -351,6 +351,19 @@ def test_unknown_config_is_reported(server, multislice):
     _assert_still_serving(server, multislice)
 
 
+def test_multiband_epi_stream_is_refused_clearly(make_server, multislice, tmp_path):
+    from recon.sim.epi import EpiSpec, simulate_epi
+
+    spec = EpiSpec(matrix=32, slices=4, ncoils=4, accel=2, calib=16, multiband=2)
+    path = simulate_epi(tmp_path / "mb.h5", spec).path
+    server = make_server(factory=pipeline_factory)
+    result = send_file(path, *server.address, config="default")
+    assert result.closed and not result.images
+    assert any("multiband EPI is not reconstructed while streaming" in e for e in result.errors)
+    after = send_file(multislice[0], *server.address)  # the server goes on serving
+    assert after.closed and len(after.images) == NSLICES and not after.errors
+
+
 def test_reconstruction_failure_is_reported(make_server, multislice):
     calls = {"n": 0}
 

@@ -155,6 +155,12 @@ class PipelineReconstruction:
                 self.header, unit.noise + unit.calibration + unit.acquisitions
             )
             self._plan = plan_run(raw, config=self.source, device=str(self.device))
+            if self._plan.multiband is not None:
+                raise InputError(
+                    "multiband EPI is not reconstructed while streaming (the single-band "
+                    "reference of every slice is needed before the first group); reconstruct "
+                    "the file with recon run"
+                )
             self._context = new_context(self._plan)
             self.name = (
                 f"recon pipeline, scanner config {self.config.name}: {' > '.join(self._plan.chain)}"
