@@ -50,7 +50,14 @@ import numpy as np
 from recon import __version__
 from recon.backend import Device, to_host
 from recon.cartesian.b0map import EchoPhase, echo_pairs
-from recon.cartesian.epi import NAVIGATOR_FITS
+from recon.cartesian.epi import (
+    NAVIGATOR_FITS,
+    is_sbr,
+    multiband_parameters,
+    sort_epi,
+    sort_sbr,
+)
+from recon.cartesian.grappa import find_acs
 from recon.errors import ConfigError, InputError
 from recon.geometry import Geometry, stack_slices
 from recon.io.flags import REVERSE, ReadoutKind, has_flag
@@ -321,8 +328,6 @@ def plan_run(
     slices = sorted(int(s) for s in np.unique(raw.head.slice[rows]))
     multiband = None
     if acquisition.startswith("epi"):
-        from recon.cartesian.epi import multiband_parameters
-
         multiband = multiband_parameters(raw)
         if multiband is not None:
             if slices != list(range(len(slices))):
@@ -433,7 +438,6 @@ def _extent(raw: RawData, lattice: np.ndarray) -> np.ndarray:
 def _epi_units(plan: Plan, slice_value: int, repetition: int):
     """One unit per EPI slice and repetition: regridded, ghost-corrected k-space
     ``(ncoils, 1, ny, nx)``; the ACS lines (a separate scan) only calibrate GRAPPA."""
-    from recon.cartesian.epi import sort_epi
 
     raw, cfg = plan.raw, plan.config["epi"]
     epi = sort_epi(
@@ -483,9 +487,7 @@ def _sms_epi_units(plan: Plan, group: int, repetition: int, ctx: Context):
     single-band reference lines are its separate ACS. The references (``sms_reference``, per
     slice) and the separation kernels (``slice_grappa``, per group) go through the context
     cache, so a series calibrates them once."""
-    from recon.cartesian import slice_grappa
-    from recon.cartesian.epi import is_sbr, sort_epi, sort_sbr
-    from recon.cartesian.grappa import find_acs
+    from recon.cartesian import slice_grappa  # imports recon.sim: not at start-up
 
     raw, cfg, mb = plan.raw, plan.config["epi"], plan.multiband
     ngroups = len(plan.sorted_slices)
