@@ -351,17 +351,30 @@ def test_unknown_config_is_reported(server, multislice):
     _assert_still_serving(server, multislice)
 
 
-def test_multiband_epi_stream_is_refused_clearly(make_server, multislice, tmp_path):
+@pytest.mark.filterwarnings("ignore:.*no noise readouts:UserWarning")
+def test_multiband_epi_stream_matches_recon_run(make_server, tmp_path):
+    """A multiband EPI run (MB 2, R 2, 3 repetitions) streamed: every true slice of every
+    repetition comes back, as ``recon run`` reconstructs it, at its own position."""
     from recon.sim.epi import EpiSpec, simulate_epi
 
-    spec = EpiSpec(matrix=32, slices=4, ncoils=4, accel=2, calib=16, multiband=2)
+    spec = EpiSpec(matrix=32, slices=4, ncoils=4, accel=2, calib=16, multiband=2,
+                   repetitions=3, slice_spacing_mm=8.0)  # fmt: skip
     path = simulate_epi(tmp_path / "mb.h5", spec).path
+    raw = read_dataset(path)
+    with pytest.warns(UserWarning, match="no noise readouts"):
+        offline = reconstruct(plan_run(raw, device="cpu"), measure_memory=False)
     server = make_server(factory=pipeline_factory)
     result = send_file(path, *server.address, config="default")
-    assert result.closed and not result.images
-    assert any("multiband EPI is not reconstructed while streaming" in e for e in result.errors)
-    after = send_file(multislice[0], *server.address)  # the server goes on serving
-    assert after.closed and len(after.images) == NSLICES and not after.errors
+    assert result.closed and not result.errors
+    assert len(result.images) == spec.slices * spec.repetitions
+    seen = set()
+    for image in result.images:
+        s, repetition = image.slice, image.repetition
+        seen.add((s, repetition))
+        reference = offline.images[repetition, s]
+        assert nrmse(image.data[0, 0], reference) < 1e-5
+        assert image.position[2] == pytest.approx((s - spec.slices // 2) * 8.0)
+    assert seen == {(s, r) for s in range(spec.slices) for r in range(spec.repetitions)}
 
 
 def test_reconstruction_failure_is_reported(make_server, multislice):

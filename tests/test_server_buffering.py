@@ -95,3 +95,25 @@ def test_buffered_bytes_are_bounded():
         buffer.add(_acq(0, 10))
     units = buffer.flush()
     assert len(units[0].acquisitions) == 10 and buffer.pending_bytes == 0
+
+
+def test_units_see_the_reference_lines_held_for_other_units():
+    """A multiband EPI's single-band reference: reference lines (and their navigators,
+    flags 20 + 24) of slices whose units have no imaging readouts yet reach the first unit
+    that completes; pending imaging units and the unit's own readouts do not."""
+    buffer = AcquisitionBuffer()
+    calib, nav = ismrmrd.ACQ_IS_PARALLEL_CALIBRATION, ismrmrd.ACQ_IS_PHASECORR_DATA
+    last = ismrmrd.ACQ_LAST_IN_SLICE
+    for s in range(4):  # reference of 4 slices, no last-in-slice: they stay pending
+        buffer.add(_acq(s, 0, flags=(calib, nav)))
+        buffer.add(_acq(s, 1, flags=(calib,)))
+    buffer.add(_acq(1, 5))  # imaging of slice 1 pending: its unit is not reference-only
+    (unit,) = buffer.add(_acq(0, 5, flags=(last,)))
+    assert sorted((a.idx.slice, a.idx.kspace_encode_step_1) for a in unit.references) == [
+        (2, 0), (2, 1), (3, 0), (3, 1),
+    ]  # fmt: skip
+    assert len(unit.acquisitions) == 3  # its own reference lines and the imaging line
+    units = buffer.flush()
+    # slice 1 completes first and still sees 2 and 3; those complete as reference scans
+    assert [(u.key[0], len(u.references)) for u in units] == [(1, 4)]
+    assert buffer.pending_bytes == 4 * 2 * 8 * 8  # kept for units 2 and 3

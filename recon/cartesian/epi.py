@@ -467,11 +467,13 @@ MULTIBAND_PARAMETERS = ("MultibandFactor", "MultibandCaipiShift", "MultibandSlic
 
 @dataclass
 class Multiband:
-    """Multiband factor, CAIPI factor and gap (mm) between simultaneously excited slices."""
+    """Multiband factor, CAIPI factor and gap (mm) between simultaneously excited slices;
+    ``groups``: collapsed slice groups ``G`` per repetition (0 until a plan sets it)."""
 
     factor: int
     shift: int
     gap_mm: float
+    groups: int = 0
 
 
 def multiband_parameters(raw: RawData) -> Multiband | None:

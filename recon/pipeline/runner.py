@@ -41,7 +41,7 @@ import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ class Plan:
         ``0 .. G-1`` of a multiband file (each yields its ``MB`` slices), else :attr:`slices`."""
         if self.multiband is None:
             return self.slices
-        return self.slices[: len(self.slices) // self.multiband.factor]
+        return sorted({s % self.multiband.groups for s in self.slices})
 
 
 @dataclass
@@ -330,9 +330,15 @@ def plan_run(
     if acquisition.startswith("epi"):
         multiband = multiband_parameters(raw)
         if multiband is not None:
-            if slices != list(range(len(slices))):
-                raise InputError(f"{raw.path}: multiband slice groups {slices} are not 0..G-1")
-            slices = list(range(len(slices) * multiband.factor))
+            # G from the header's slice limit: a stream's first unit holds only group 0
+            limit = raw.header.encoding.limit("slice")
+            groups = limit.maximum + 1 if limit is not None else len(slices)
+            if any(not 0 <= s < groups for s in slices):
+                raise InputError(
+                    f"{raw.path}: multiband slice groups {slices} are not within 0..{groups - 1}"
+                )
+            multiband = replace(multiband, groups=groups)
+            slices = list(range(groups * multiband.factor))
     three_d = raw.header.encoding.encoded_matrix[2] > 1
     if three_d and len(slices) > 1:
         raise InputError(
@@ -490,8 +496,7 @@ def _sms_epi_units(plan: Plan, group: int, repetition: int, ctx: Context):
     from recon.cartesian import slice_grappa  # imports recon.sim: not at start-up
 
     raw, cfg, mb = plan.raw, plan.config["epi"], plan.multiband
-    ngroups = len(plan.sorted_slices)
-    members = [group + ngroups * b for b in range(mb.factor)]
+    members = [group + mb.groups * b for b in range(mb.factor)]
     options = {
         "correct": cfg["ghost_correction"],
         "fit_order": NAVIGATOR_FITS[cfg["navigator_fit"]],

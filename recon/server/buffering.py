@@ -54,6 +54,10 @@ class ReconUnit:
         Reference lines of this unit that arrived as a group of their own before it.
     noise : list of ismrmrd.Acquisition
         Every noise readout of the session received so far.
+    references : list of ismrmrd.Acquisition
+        Reference lines (flag 20) the buffer holds for *other* units when this one completes
+        (groups without imaging readouts yet, and completed reference scans): a multiband
+        EPI's single-band reference of every slice, before the first group.
     completed_at : float
         ``time.perf_counter()`` when the completing readout arrived (latency origin).
     """
@@ -62,6 +66,7 @@ class ReconUnit:
     acquisitions: list[ismrmrd.Acquisition]
     calibration: list[ismrmrd.Acquisition] = field(default_factory=list)
     noise: list[ismrmrd.Acquisition] = field(default_factory=list)
+    references: list[ismrmrd.Acquisition] = field(default_factory=list)
     completed_at: float = 0.0
 
     @property
@@ -88,6 +93,12 @@ def is_imaging(acquisition: ismrmrd.Acquisition) -> bool:
     return kind(acquisition) in _IMAGING
 
 
+def is_reference(acquisition: ismrmrd.Acquisition) -> bool:
+    """Flagged ``ACQ_IS_PARALLEL_CALIBRATION`` (20): reference lines, and the navigators of a
+    reference scan (flags 20 and 24, as in a multiband EPI's single-band reference)."""
+    return acquisition.is_flag_set(ismrmrd.ACQ_IS_PARALLEL_CALIBRATION)
+
+
 def _nbytes(readouts: list[ismrmrd.Acquisition]) -> int:
     return sum(a.data.nbytes + a.traj.nbytes for a in readouts)
 
@@ -108,6 +119,7 @@ class AcquisitionBuffer:
         self.noise: list[ismrmrd.Acquisition] = []
         self._pending: dict[UnitKey, list[ismrmrd.Acquisition]] = {}
         self._reference: dict[UnitKey, list[ismrmrd.Acquisition]] = {}
+        self._with_imaging: set[UnitKey] = set()  # pending units holding imaging readouts
         self._pending_bytes = 0
 
     @property
@@ -135,6 +147,8 @@ class AcquisitionBuffer:
             return []
         key = unit_key(acquisition)
         self._pending.setdefault(key, []).append(acquisition)
+        if is_imaging(acquisition):
+            self._with_imaging.add(key)
         if acquisition.is_flag_set(ismrmrd.ACQ_LAST_IN_MEASUREMENT):
             return self.flush()
         if acquisition.is_flag_set(ismrmrd.ACQ_LAST_IN_REPETITION):
@@ -148,15 +162,28 @@ class AcquisitionBuffer:
         """Complete every pending unit (end of measurement or of the stream)."""
         return self._complete(list(self._pending))
 
+    def _held_references(self) -> list[ismrmrd.Acquisition]:
+        """Reference lines of pending units without imaging readouts and of stored scans."""
+        pending = (
+            a
+            for key, group in self._pending.items()
+            if key not in self._with_imaging
+            for a in group
+            if is_reference(a)
+        )
+        stored = (a for group in self._reference.values() for a in group)
+        return [*pending, *stored]
+
     def _complete(self, keys: list[UnitKey]) -> list[ReconUnit]:
         now = time.perf_counter()
         units = []
         for key in keys:
             acquisitions = self._pending.pop(key)
+            self._with_imaging.discard(key)
             if not any(is_imaging(a) for a in acquisitions):
                 # A reference scan completed on its own: kept (its bytes stay counted) for
                 # the imaging readouts of the same unit.
-                reference = [a for a in acquisitions if kind(a) == ReadoutKind.CALIBRATION]
+                reference = [a for a in acquisitions if is_reference(a)]
                 self._pending_bytes -= _nbytes(acquisitions) - _nbytes(reference)
                 self._reference.setdefault(key, []).extend(reference)
                 continue
@@ -168,6 +195,7 @@ class AcquisitionBuffer:
                     acquisitions=acquisitions,
                     calibration=calibration,
                     noise=list(self.noise),
+                    references=self._held_references(),
                     completed_at=now,
                 )
             )

@@ -39,6 +39,7 @@ def make_image(
     series_index: int,
     comment: str,
     dtype: ImageDtype = "float32",
+    geometry: ismrmrd.Acquisition | None = None,
 ) -> ismrmrd.Image:
     """An MRD magnitude image of one unit.
 
@@ -57,6 +58,9 @@ def make_image(
     dtype : {"float32", "int16"}
         Pixel type. int16 scales the maximum to 32767 and records ``RescaleSlope`` in the
         Meta attributes so that ``value = stored * RescaleSlope``.
+    geometry : ismrmrd.Acquisition, optional
+        A readout whose position, directions, table position and ``idx.slice`` replace
+        those of the unit's (one slice of a multiband unit).
 
     Returns
     -------
@@ -90,6 +94,13 @@ def make_image(
         field_of_view=tuple(np.float32(v) for v in encoding.recon_fov_mm),
         average=acquisition.idx.average,
     )
+    if geometry is not None:
+        image.position = tuple(geometry.position)
+        image.read_dir = tuple(geometry.read_dir)
+        image.phase_dir = tuple(geometry.phase_dir)
+        image.slice_dir = tuple(geometry.slice_dir)
+        image.patient_table_position = tuple(geometry.patient_table_position)
+        image.slice = geometry.idx.slice
     meta["DataRole"] = "Image"
     meta["ImageProcessingHistory"] = ["RECON"]
     meta["ImageComments"] = comment

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
+import ismrmrd
 import numpy as np
 
 from recon.backend import Device, ifftc, rss, to_host
@@ -32,19 +33,32 @@ from recon.pipeline import Plan, new_context, plan_run, reconstruct
 from recon.pipeline.config import ScannerConfig
 from recon.pipeline.runner import FRAME_AXES
 from recon.pipeline.stages import Context
-from recon.server.buffering import UNIT_AXES, ReconUnit
+from recon.server.buffering import UNIT_AXES, ReconUnit, is_reference
+
+
+@dataclass
+class SliceImage:
+    """One of several images of a unit (the slices of a multiband EPI group).
+
+    ``volume`` ``(nz, ny, nx)``; ``geometry`` a readout of that slice, whose position,
+    directions and ``idx.slice`` the image takes (its other counters are the unit's).
+    """
+
+    volume: np.ndarray
+    geometry: ismrmrd.Acquisition
 
 
 class Reconstruction(Protocol):
     """Reconstruct one complete unit.
 
     ``name`` goes into the images' ImageComments. Calling it returns the image of the unit,
-    shape ``(nz, ny, nx)`` (``nz = 1`` for a 2D slice), real magnitude or complex.
+    shape ``(nz, ny, nx)`` (``nz = 1`` for a 2D slice), real magnitude or complex, or a list
+    of :class:`SliceImage` when the unit holds several slices.
     """
 
     name: str
 
-    def __call__(self, unit: ReconUnit) -> np.ndarray: ...
+    def __call__(self, unit: ReconUnit) -> np.ndarray | list[SliceImage]: ...
 
 
 ReconstructionFactory = Callable[[ScannerConfig, Header, Device], Reconstruction]
@@ -121,6 +135,11 @@ class PipelineReconstruction:
     reused by its later repetitions exactly as in the offline run, so the streamed images
     are the offline ones.
 
+    Multiband EPI: the first unit (group 0) is planned with the single-band reference of
+    every slice (:attr:`recon.server.buffering.ReconUnit.references`), which is kept for the
+    session; each unit of group ``g`` then gives the ``MB`` images of slices ``g + b G``
+    (:class:`SliceImage`, geometry from each slice's reference readouts).
+
     Parameters
     ----------
     config : ScannerConfig
@@ -138,6 +157,8 @@ class PipelineReconstruction:
         self.name = f"recon pipeline, scanner config {config.name}"
         self._plan: Plan | None = None
         self._context: Context | None = None
+        self._sbr: list[ismrmrd.Acquisition] = []  # multiband: the single-band reference
+        self._sbr_slices: dict[int, ismrmrd.Acquisition] = {}  # its first readout per slice
         self._folder: tempfile.TemporaryDirectory | None = None
         if config.path is None:
             # plan_run loads configs by name or path: keep the text config in a file that
@@ -148,32 +169,46 @@ class PipelineReconstruction:
         else:
             self.source = config.path
 
-    def __call__(self, unit: ReconUnit) -> np.ndarray:
-        """Magnitude (or complex, per ``output.dtype``) image ``(nz, ny, nx)`` of the unit."""
+    def __call__(self, unit: ReconUnit) -> np.ndarray | list[SliceImage]:
+        """Magnitude (or complex, per ``output.dtype``) image ``(nz, ny, nx)`` of the unit,
+        or the images of its slices (multiband EPI)."""
         if self._plan is None:
-            raw = raw_from_acquisitions(
-                self.header, unit.noise + unit.calibration + unit.acquisitions
-            )
+            readouts = unit.references + unit.calibration + unit.acquisitions
+            raw = raw_from_acquisitions(self.header, unit.noise + readouts)
             self._plan = plan_run(raw, config=self.source, device=str(self.device))
-            if self._plan.multiband is not None:
-                raise InputError(
-                    "multiband EPI is not reconstructed while streaming (the single-band "
-                    "reference of every slice is needed before the first group); reconstruct "
-                    "the file with recon run"
-                )
             self._context = new_context(self._plan)
             self.name = (
                 f"recon pipeline, scanner config {self.config.name}: {' > '.join(self._plan.chain)}"
             )
+            if self._plan.multiband is not None:
+                self._sbr = [a for a in readouts if is_reference(a)]
+                self._sbr_slices = {a.idx.slice: a for a in reversed(self._sbr)}
             plan = self._plan
-        else:
+        elif self._plan.multiband is None:
             raw = raw_from_acquisitions(self.header, unit.calibration + unit.acquisitions)
             plan = replace(self._plan, raw=raw)
         counters = dict(zip(UNIT_AXES, unit.key, strict=True))
         frame = tuple(counters[axis] for axis in FRAME_AXES)
+        if self._plan.multiband is not None:
+            return self._multiband(unit, counters["slice"], frame)
         plan = replace(plan, slices=[counters["slice"]], frames=[frame])
         result = reconstruct(plan, context=self._context, measure_memory=False)
         return result.images[0]
+
+    def _multiband(self, unit: ReconUnit, group: int, frame: tuple) -> list[SliceImage]:
+        mb = self._plan.multiband
+        members = [group + mb.groups * b for b in range(mb.factor)]
+        missing = [s for s in members if s not in self._sbr_slices]
+        if missing:
+            raise InputError(
+                f"multiband EPI: no single-band reference of slices {missing} before group "
+                f"{group} (the reference of every slice must precede the series)"
+            )
+        series = [a for a in unit.acquisitions if not is_reference(a)]
+        raw = raw_from_acquisitions(self.header, self._sbr + series)
+        plan = replace(self._plan, raw=raw, slices=members, frames=[frame])
+        images = reconstruct(plan, context=self._context, measure_memory=False).images[0]
+        return [SliceImage(images[b : b + 1], self._sbr_slices[s]) for b, s in enumerate(members)]
 
 
 def pipeline_factory(config: ScannerConfig, header: Header, device: Device) -> Reconstruction:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import ismrmrd
 import numpy as np
 
 from recon.backend import Device
@@ -295,17 +296,21 @@ class Session:
             try:
                 volume, seconds = future.result()
                 self.stats.recon_s += seconds
-                image = self._image(unit, volume)
+                if isinstance(volume, list):  # several slices (multiband EPI)
+                    images = [self._image(unit, s.volume, s.geometry) for s in volume]
+                else:
+                    images = [self._image(unit, volume)]
             except Exception as error:
                 self.fail(f"reconstruction of slice {unit.key[0]} failed: {error}")
                 continue
             try:
-                self.writer.send_image(image)
+                for image in images:
+                    self.writer.send_image(image)
             except OSError as error:
                 self._abort(f"dropped while sending images ({error})")
                 continue
             now = time.perf_counter()
-            self.stats.images += 1
+            self.stats.images += len(images)
             self.stats.max_latency_s = max(self.stats.max_latency_s, now - unit.completed_at)
             if self.stats.first_image_s is None:
                 self.stats.first_image_s = now - self.stats.started
@@ -315,7 +320,9 @@ class Session:
             except OSError as error:
                 self._abort(f"dropped before CLOSE ({error})")
 
-    def _image(self, unit: ReconUnit, volume: np.ndarray):
+    def _image(
+        self, unit: ReconUnit, volume: np.ndarray, geometry: ismrmrd.Acquisition | None = None
+    ):
         series = self.options.series_index + unit.key[1]
         index = self._image_counters.get(series, 0) + 1
         self._image_counters[series] = index
@@ -327,6 +334,7 @@ class Session:
             series_index=series,
             comment=f"recon: {self.reconstruction.name}",
             dtype=self.options.image_dtype,
+            geometry=geometry,
         )
 
     # -- ending ----------------------------------------------------------------------------
