@@ -160,7 +160,7 @@ def calibrate(
     return SliceGrappaKernel(xp.ascontiguousarray(w.astype(xp.complex64)), lo, ry, shift)
 
 
-def separate(kernel: SliceGrappaKernel, kspace: Any, slices: Sequence[int] | None = None) -> Any:
+def separate(kernel: SliceGrappaKernel, kspace: Any) -> Any:
     """Split collapsed SMS k-space into the slices' k-space (CAIPI shift undone).
 
     Parameters
@@ -168,22 +168,17 @@ def separate(kernel: SliceGrappaKernel, kspace: Any, slices: Sequence[int] | Non
     kernel : SliceGrappaKernel
     kspace : array, complex, shape ``(ncoils, ny, nx)``
         Collapsed k-space, zero off the in-plane lattice.
-    slices : sequence of int, optional
-        Only these slices of the group (``0 .. mb-1``; default all).
 
     Returns
     -------
-    array, complex64, shape ``(len(slices), ncoils, ny, nx)``
+    array, complex64, shape ``(mb, ncoils, ny, nx)``
         Each slice's coil k-space on the acquired lines (zero elsewhere).
     """
     xp = array_module(kspace)
     nc, ny, nx = kspace.shape
     if nc != kernel.ncoils:
         raise InputError(f"slice-GRAPPA: {nc} coils in the data, {kernel.ncoils} in the kernel")
-    chosen = list(range(kernel.mb)) if slices is None else [int(s) for s in slices]
-    if any(not 0 <= s < kernel.mb for s in chosen):
-        raise InputError(f"slice-GRAPPA: slices {chosen} outside the group of {kernel.mb}")
-    w = xp.asarray(kernel.weights)[chosen]
+    w = xp.asarray(kernel.weights)
     mb, _, _, ky, kx = w.shape
     ry = kernel.ry
     pad_y = (-kernel.lo[0], kernel.lo[0] + ry * (ky - 1))
@@ -200,7 +195,7 @@ def separate(kernel: SliceGrappaKernel, kspace: Any, slices: Sequence[int] | Non
             for j in range(kx):
                 src = taps[:, :, j : j + nx].reshape(nc, -1)
                 out += w[:, :, :, i, j].reshape(mb * nc, nc) @ src
-    phase = caipi_phase(ny, kernel.mb, kernel.shift, ry, xp)[chosen]
+    phase = caipi_phase(ny, mb, kernel.shift, ry, xp)
     separated = xp.zeros((mb, nc, ny, nx), dtype=xp.complex64)
     separated[:, :, xp.asarray(rows)] = out.reshape(mb, nc, len(rows), nx)
     return separated * xp.conj(phase)[:, None, :, None]
