@@ -205,7 +205,8 @@ class PipelineReconstruction:
                 f"{group} (the reference of every slice must precede the series)"
             )
         series = [a for a in unit.acquisitions if not is_reference(a)]
-        raw = raw_from_acquisitions(self.header, self._sbr + series)
+        reference = [a for a in self._sbr if a.idx.slice in members]  # this group's only
+        raw = raw_from_acquisitions(self.header, reference + series)
         plan = replace(self._plan, raw=raw, slices=members, frames=[frame])
         images = reconstruct(plan, context=self._context, measure_memory=False).images[0]
         return [SliceImage(images[b : b + 1], self._sbr_slices[s]) for b, s in enumerate(members)]
