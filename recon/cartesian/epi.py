@@ -475,6 +475,10 @@ class Multiband:
     gap_mm: float
     groups: int = 0
 
+    def members(self, group: int) -> list[int]:
+        """The true slices ``group + b G`` (``b < factor``) excited with ``group``."""
+        return [group + self.groups * b for b in range(self.factor)]
+
 
 def multiband_parameters(raw: RawData) -> Multiband | None:
     """The file's :data:`MULTIBAND_PARAMETERS`, or None for a single-band file.
@@ -518,9 +522,10 @@ def sort_sbr(raw: RawData, *, correct: bool = True, fit_order: int = 1,
         the reference lines; ``geometry`` the true slices in ``idx.slice`` order.
     """
     sbr = is_sbr(raw)
-    if not (sbr & (raw.kinds == ReadoutKind.CALIBRATION)).any():
+    lines = sbr & (raw.kinds == ReadoutKind.CALIBRATION)
+    if not lines.any():
         raise InputError(f"{raw.path}: multiband EPI without a single-band reference")
-    kinds = np.where(sbr & (raw.kinds == ReadoutKind.CALIBRATION), ReadoutKind.IMAGING, raw.kinds)
+    kinds = np.where(lines, ReadoutKind.IMAGING, raw.kinds)
     relabelled = replace(raw, kinds=kinds.astype(raw.kinds.dtype))
     return sort_epi(relabelled, correct=correct, fit_order=fit_order, slices=slices, readouts=sbr)
 
@@ -559,10 +564,6 @@ class SmsEpiSeriesRecon:
         self._unalias: dict[int, GrappaRecon] = {}
         self._acs = find_acs(np.abs(sbr.kspace).sum(axis=(0, 1, 3)) > 0)[1]
 
-    def members(self, group: int, ngroups: int) -> np.ndarray:
-        """Slice indices of ``group``."""
-        return group + ngroups * np.arange(self.multiband.factor)
-
     def __call__(self, epi: EpiSlices) -> np.ndarray:
         """Magnitude images ``(nslices, ny, nx)`` float32 of one collapsed frame
         (``epi.kspace`` ``(ngroups, ncoils, ny, nx)`` from :func:`sort_epi`)."""
@@ -572,14 +573,18 @@ class SmsEpiSeriesRecon:
         ngroups, _, ny, nx = epi.kspace.shape
         mb, ry = self.multiband.factor, epi.acceleration
         nslices = self.sbr.kspace.shape[0]
-        if ngroups * mb != nslices or self.sbr.kspace.shape[1:] != epi.kspace.shape[1:]:
+        if (
+            ngroups != self.multiband.groups
+            or ngroups * mb != nslices
+            or (self.sbr.kspace.shape[1:] != epi.kspace.shape[1:])
+        ):
             raise InputError(
                 f"multiband EPI: {ngroups} groups of {mb} slices, k-space {epi.kspace.shape[1:]}"
                 f" vs a single-band reference of {nslices} slices {self.sbr.kspace.shape[1:]}"
             )
         out = np.zeros((nslices, ny, nx), dtype=np.float32)
         for g in range(ngroups):
-            members = self.members(g, ngroups)
+            members = self.multiband.members(g)
             if g not in self._separation:
                 self._separation[g] = slice_grappa.calibrate(
                     self.sbr.kspace[members], shift=self.multiband.shift, ry=ry,
@@ -650,6 +655,7 @@ def reconstruct_sms_epi(raw: RawData, *, correct: bool = True, fit_order: int = 
     if multiband is None:
         raise InputError(f"{raw.path}: not a multiband EPI file (no MultibandFactor > 1)")
     sbr = sort_sbr(raw, correct=correct, fit_order=fit_order)
+    multiband = replace(multiband, groups=sbr.kspace.shape[0] // multiband.factor)
     series = ~is_sbr(raw)
     rows = np.flatnonzero(series & raw.usable & np.isin(raw.kinds, [int(k) for k in IMAGING_KINDS]))
     repetitions = sorted(int(r) for r in np.unique(raw.head.repetition[rows]))

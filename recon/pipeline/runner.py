@@ -496,7 +496,7 @@ def _sms_epi_units(plan: Plan, group: int, repetition: int, ctx: Context):
     from recon.cartesian import slice_grappa  # imports recon.sim: not at start-up
 
     raw, cfg, mb = plan.raw, plan.config["epi"], plan.multiband
-    members = [group + mb.groups * b for b in range(mb.factor)]
+    members = mb.members(group)
     options = {
         "correct": cfg["ghost_correction"],
         "fit_order": NAVIGATOR_FITS[cfg["navigator_fit"]],

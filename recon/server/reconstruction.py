@@ -196,8 +196,7 @@ class PipelineReconstruction:
         return result.images[0]
 
     def _multiband(self, unit: ReconUnit, group: int, frame: tuple) -> list[SliceImage]:
-        mb = self._plan.multiband
-        members = [group + mb.groups * b for b in range(mb.factor)]
+        members = self._plan.multiband.members(group)
         missing = [s for s in members if s not in self._sbr_slices]
         if missing:
             raise InputError(
